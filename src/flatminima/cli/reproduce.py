@@ -1,0 +1,52 @@
+"""``flatminima reproduce NAME`` (run an experiment, print its comparison, write the report) and
+``flatminima report DIR``. Experiments are imported lazily so that ``flatminima --help`` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+DEFAULT_OUT = Path("results")
+
+
+def reproduce(
+    name: str = typer.Argument(..., help="Experiment name (see `flatminima list`)."),
+    scale: str = typer.Option(
+        "default", help="smoke (seconds) | default (minutes) | paper (paper's setting)."
+    ),
+    out: Path | None = typer.Option(None, help="Output directory (default: results/NAME/SCALE)."),
+    workers: int = typer.Option(1, min=1, help="Local worker processes for the experiment's sweeps."),
+    cluster: str | None = typer.Option(
+        None, help="Dask scheduler address, e.g. tcp://host:8786 (overrides --workers)."
+    ),
+    seed: int = typer.Option(0, help="Base random seed."),
+) -> None:
+    """Run a reproducible experiment, print ours vs the paper, write report.html and summary.md."""
+    from ..experiments import get
+    from ..report import print_comparison, write_report
+
+    experiment = get(name)
+    out_dir = out if out is not None else DEFAULT_OUT / name / scale
+    result = experiment.run(scale=scale, out_dir=out_dir, workers=workers, cluster=cluster, seed=seed)
+    console = Console()
+    print_comparison(result.rows, title=f"{result.name}: {result.title}", console=console)
+    verdict = {True: "claim holds", False: "claim does NOT hold", None: "no verdict"}[result.passed]
+    console.print(f"{result.paper} — {verdict} ({result.seconds:.1f} s)")
+    print(write_report(out_dir))
+
+
+def report(
+    directory: Path = typer.Argument(..., help="An experiment directory, or a parent of several."),
+) -> None:
+    """Write report.html and summary.md for every result.json under DIRECTORY; print the report path."""
+    from ..report import write_report
+
+    print(write_report(directory))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``reproduce`` and ``report`` commands to the app."""
+    app.command("reproduce")(reproduce)
+    app.command("report")(report)

@@ -1,0 +1,83 @@
+"""Figures: one matplotlib style for every plot, figures built without pyplot, PNGs written atomically.
+
+``new_figure`` builds a :class:`matplotlib.figure.Figure` on the Agg canvas directly (no pyplot, no backend
+switch, nothing to close). Matplotlib reads most style settings when an artist is created (a legend drawn
+after ``new_figure`` returns), so ``new_figure`` applies :data:`STYLE` to the global ``rcParams``
+(:func:`use_style`), as plotting-style libraries do; use ``with figure_style():`` instead to keep it local.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from ..errors import ConfigError
+
+STYLE: dict[str, Any] = {
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 4,
+    "axes.prop_cycle": matplotlib.cycler(
+        color=["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+    ),  # Okabe-Ito, colour-blind safe
+}
+
+
+def use_style() -> None:
+    """Apply :data:`STYLE` to matplotlib's global rcParams."""
+    matplotlib.rcParams.update(STYLE)
+
+
+@contextmanager
+def figure_style() -> Iterator[None]:
+    """Apply :data:`STYLE` for the duration of the block."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, width: float = 4.0, height: float = 3.0, **kw: Any) -> tuple:
+    """``(fig, axes)`` with ``width x height`` inches per panel; ``axes`` squeezed as in ``plt.subplots``."""
+    use_style()
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically (temporary file, then rename); close it in pyplot."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"figures are PNG files; got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        with figure_style():  # savefig.* settings, also for figures not made by new_figure
+            fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(fig)
+    return path

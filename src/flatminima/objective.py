@@ -142,6 +142,11 @@ class Objective:
         return len(self.x)
 
     @property
+    def loss_fn(self) -> LossFn:
+        """The per-example loss ``(outputs, targets) -> [m]`` this objective averages."""
+        return self._loss
+
+    @property
     def num_params(self) -> int:
         """Length of the flat parameter vector (selected parameters only)."""
         return int(self.theta.numel())
@@ -262,8 +267,8 @@ class Objective:
     def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
         """Hessian-vector product H v, H = (1/n) sum_i hess l_i(theta).
 
-        At the base point with a single chunk, the gradient graph is built once and reused: each product is one
-        backward pass through it (double backward). Otherwise forward-over-reverse per chunk (torch.func).
+        At the base point with a single chunk, the gradient graph is built once and reused: each product is
+        one backward pass through it (double backward). Otherwise forward-over-reverse per chunk (torch.func).
         """
         v = self._check_vec(v)
         if theta is None and (self.chunk_size is None or self.chunk_size >= self.n):

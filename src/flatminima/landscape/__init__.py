@@ -1,0 +1,67 @@
+"""Loss-landscape probes: flatness radius, slices, simplex interpolation, trajectories/MDS, branching,
+averaging."""
+
+from .averaging import AveragingResult, align, average_models, compare_averaging
+from .branching import Branch, BranchingResult, branching, perturb
+from .directions import (
+    PCADirections,
+    hessian_directions,
+    pca_directions,
+    random_directions,
+    random_unit_directions,
+    selection_mask,
+)
+from .evaluate import class_labels, evaluate_plane, evaluate_points
+from .mds import MDSResult, classical_mds, cosine_dissimilarity, euclidean_distances, trajectory_mds
+from .plots import plot_mds, plot_simplex, plot_slice, plot_surface
+from .radius import flatness_radius, radii_along
+from .simplex import SimplexResult, simplex_grid, simplex_interpolation
+from .slices import Slice, evaluate_model, interpolate, recompute_bn, slice_1d, slice_2d
+from .store import GridStore
+from .trajectory import TrainFn, WeightRecorder, flat_params, load_flat, sgd_train_fn
+
+__all__ = [
+    "AveragingResult",
+    "Branch",
+    "BranchingResult",
+    "GridStore",
+    "MDSResult",
+    "PCADirections",
+    "SimplexResult",
+    "Slice",
+    "TrainFn",
+    "WeightRecorder",
+    "align",
+    "average_models",
+    "branching",
+    "class_labels",
+    "classical_mds",
+    "compare_averaging",
+    "cosine_dissimilarity",
+    "euclidean_distances",
+    "evaluate_model",
+    "evaluate_plane",
+    "evaluate_points",
+    "flat_params",
+    "flatness_radius",
+    "hessian_directions",
+    "interpolate",
+    "load_flat",
+    "pca_directions",
+    "perturb",
+    "plot_mds",
+    "plot_simplex",
+    "plot_slice",
+    "plot_surface",
+    "radii_along",
+    "random_directions",
+    "random_unit_directions",
+    "recompute_bn",
+    "selection_mask",
+    "sgd_train_fn",
+    "simplex_grid",
+    "simplex_interpolation",
+    "slice_1d",
+    "slice_2d",
+    "trajectory_mds",
+]

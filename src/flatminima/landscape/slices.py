@@ -1,0 +1,214 @@
+"""1-D and 2-D slices of the training loss (Li et al. 2018; Goodfellow et al. 2015 for interpolation).
+
+A slice evaluates I(origin + a d1 [+ b d2]) on a grid. All points of a grid row are evaluated in batches
+(:func:`evaluate_plane`: vmap over parameter vectors, first layer assembled from precomputed passes), and each
+finished row is written to the optional ``store`` file (:class:`GridStore`), so an interrupted 51 x 51 grid
+resumes where it stopped. Directions come from :mod:`.directions` (filter-normalized random, top Hessian
+eigenvectors, PCA of a trajectory); :func:`interpolate` is the 1-D segment w(alpha) = (1 - alpha) w_a + alpha
+w_b, optionally with the BatchNorm running statistics recomputed at every point.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .._progress import progress_bar
+from ..errors import ConfigError
+from ..objective import Objective
+from .evaluate import class_labels, evaluate_plane
+from .store import GridStore, atomic_write_json, fingerprint
+
+__all__ = ["Slice", "interpolate", "slice_1d", "slice_2d"]
+
+
+@dataclass
+class Slice:
+    """A loss slice: ``axes`` (one or two coordinate arrays), ``loss`` / ``accuracy`` of shape ``[len(x)]``
+    (1-D) or ``[len(y), len(x)]`` (2-D), the ``kind`` of directions, an optional projected ``path`` ``[T, 2]``
+    (PCA slices) and ``meta`` (fingerprint, settings)."""
+
+    axes: list[np.ndarray]
+    loss: np.ndarray
+    accuracy: np.ndarray
+    kind: str = "random"
+    path: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dims(self) -> int:
+        return len(self.axes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "axes": [a.tolist() for a in self.axes],
+            "loss": self.loss.tolist(),
+            "accuracy": self.accuracy.tolist(),
+            "path": None if self.path is None else self.path.tolist(),
+            "meta": self.meta,
+        }
+
+    def save_json(self, path: str | Path) -> None:
+        """Write the slice as JSON (atomic; NaN, e.g. unfinished or diverged points, as null)."""
+        atomic_write_json(path, self.to_dict())
+
+
+def _grid(
+    obj: Objective,
+    origin: Tensor,
+    directions: Tensor,
+    axes: list[np.ndarray],
+    kind: str,
+    store: str | Path | None,
+    batch_points: int,
+    extra_meta: dict[str, Any] | None = None,
+) -> Slice:
+    origin = obj.theta if origin is None else origin.to(obj.device, obj.dtype)
+    meta = {"kind": kind, "fingerprint": fingerprint(origin, directions), **(extra_meta or {})}
+    grid = GridStore(store, axes, meta)
+    xs = grid.axes[0]
+    rows = grid.axes[1] if len(axes) > 1 else np.zeros(1)
+    todo = np.flatnonzero(~grid.done)
+    with progress_bar(len(todo), f"{kind} slice") as bar:
+        for row in todo:
+            coords = np.stack([xs, np.full_like(xs, rows[row])], axis=1)[:, : len(axes)]
+            loss, acc = evaluate_plane(obj, origin, directions, coords, batch_points=batch_points)
+            grid.put_row(int(row), loss, acc)
+            bar.advance()
+    if len(axes) == 1:
+        return Slice(grid.axes, grid.loss[0], grid.accuracy[0], kind=kind, meta=meta)
+    return Slice(grid.axes, grid.loss, grid.accuracy, kind=kind, meta=meta)
+
+
+def slice_1d(
+    obj: Objective,
+    direction: Tensor,
+    xs: np.ndarray,
+    origin: Tensor | None = None,
+    store: str | Path | None = None,
+    batch_points: int = 16,
+    kind: str = "random",
+) -> Slice:
+    """I(origin + a d) for a in ``xs`` (origin: the objective's base point by default)."""
+    origin = obj.theta if origin is None else origin
+    return _grid(obj, origin, direction.reshape(1, -1), [np.asarray(xs)], kind, store, batch_points)
+
+
+def slice_2d(
+    obj: Objective,
+    d1: Tensor,
+    d2: Tensor,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    origin: Tensor | None = None,
+    store: str | Path | None = None,
+    batch_points: int = 16,
+    kind: str = "random",
+    path: np.ndarray | None = None,
+) -> Slice:
+    """I(origin + a d1 + b d2) on the grid ``xs`` x ``ys``; ``loss[j, i]`` is at (xs[i], ys[j]).
+
+    ``path``: optional ``[T, 2]`` coordinates of a trajectory drawn on the contour plot (PCA slices).
+    """
+    origin = obj.theta if origin is None else origin
+    dirs = torch.stack([d1.reshape(-1), d2.reshape(-1)]).to(obj.device, obj.dtype)
+    out = _grid(obj, origin, dirs, [np.asarray(xs), np.asarray(ys)], kind, store, batch_points)
+    out.path = None if path is None else np.asarray(path)
+    return out
+
+
+def interpolate(
+    obj: Objective,
+    theta_a: Tensor,
+    theta_b: Tensor,
+    alphas: np.ndarray | None = None,
+    bn_recompute: bool = False,
+    bn_data: Tensor | None = None,
+    store: str | Path | None = None,
+    batch_points: int = 16,
+) -> Slice:
+    """Loss and accuracy along w(alpha) = (1 - alpha) w_a + alpha w_b (default alphas: -0.5..1.5, 41 points).
+
+    ``bn_recompute=True`` re-estimates every BatchNorm layer's running mean/variance at each point from
+    ``bn_data`` (default: the objective's inputs) with a cumulative average (momentum=None) in train mode
+    before evaluating in eval mode: the averaged weights do not match the end points' statistics. That path
+    evaluates point by point (statistics are a per-point computation).
+    """
+    alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else np.asarray(alphas, dtype=np.float64)
+    theta_a = theta_a.to(obj.device, obj.dtype)
+    direction = theta_b.to(obj.device, obj.dtype) - theta_a
+    if not bn_recompute:
+        return slice_1d(
+            obj,
+            direction,
+            alphas,
+            origin=theta_a,
+            store=store,
+            batch_points=batch_points,
+            kind="interpolation",
+        )
+    bns = [m for m in obj.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ConfigError("bn_recompute=True but the model has no BatchNorm layer")
+    data = obj.x if bn_data is None else bn_data.to(obj.device, obj.dtype)
+    losses, accs = [], []
+    with progress_bar(len(alphas), "interpolation (BN recomputed)") as bar:
+        for a in alphas:
+            model = _model_at(obj, theta_a + float(a) * direction)
+            recompute_bn(model, data, obj.chunk_size)
+            loss, acc = evaluate_model(obj, model)
+            losses.append(loss)
+            accs.append(acc)
+            bar.advance()
+    meta = {"kind": "interpolation", "bn_recompute": True, "fingerprint": fingerprint(theta_a, direction)}
+    return Slice([alphas], np.array(losses), np.array(accs), kind="interpolation", meta=meta)
+
+
+def _model_at(obj: Objective, theta: Tensor) -> nn.Module:
+    model = copy.deepcopy(obj.model)
+    model.load_state_dict(obj.state_dict(theta))
+    return model
+
+
+def recompute_bn(model: nn.Module, x: Tensor, chunk_size: int | None = None) -> None:
+    """Reset BatchNorm running statistics and re-estimate them on ``x`` (cumulative average, train mode)."""
+    saved = {}
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            saved[m] = m.momentum
+            m.momentum = None
+    was = model.training
+    model.train(True)
+    size = chunk_size or len(x)
+    with torch.no_grad():
+        for s in range(0, len(x), size):
+            model(x[s : s + size])
+    for m, mom in saved.items():
+        m.momentum = mom
+    model.train(was)
+
+
+def evaluate_model(obj: Objective, model: nn.Module) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` (eval mode) on the objective's data, with the objective's loss."""
+    labels = class_labels(obj.y)
+    loss_fn = obj.loss_fn
+    total, correct = 0.0, 0.0
+    was = model.training
+    model.eval()
+    size = obj.chunk_size or obj.n
+    with torch.no_grad():
+        for s, (x, y) in zip(range(0, obj.n, size), obj.chunks(), strict=True):
+            out = model(x)
+            total += float(loss_fn(out, y).sum())
+            if labels is not None:
+                correct += float((out.argmax(dim=-1) == labels[s : s + size].to(out.device)).sum())
+    model.train(was)
+    return total / obj.n, (correct / obj.n if labels is not None else float("nan"))

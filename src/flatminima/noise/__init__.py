@@ -1,0 +1,31 @@
+"""Gradient-noise statistics: per-example gradients, normality, diffusion-matrix spectrum, FFT of
+trajectories."""
+
+from .diffusion import (
+    DiffusionSpectrum,
+    architecture_score,
+    diffusion_spectrum,
+    spectrum_from_gradients,
+    temperature,
+)
+from .gradients import ComponentNoise, gradient_noise, per_example_gradients, pick_examples
+from .plots import plot_diffusion_spectrum, plot_gradient_histograms, plot_increment_spectrum
+from .spectral import IncrementSpectrum, autocorrelation, increment_spectrum
+
+__all__ = [
+    "ComponentNoise",
+    "DiffusionSpectrum",
+    "IncrementSpectrum",
+    "architecture_score",
+    "autocorrelation",
+    "diffusion_spectrum",
+    "gradient_noise",
+    "increment_spectrum",
+    "per_example_gradients",
+    "pick_examples",
+    "plot_diffusion_spectrum",
+    "plot_gradient_histograms",
+    "plot_increment_spectrum",
+    "spectrum_from_gradients",
+    "temperature",
+]

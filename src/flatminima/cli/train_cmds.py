@@ -1,0 +1,95 @@
+"""``flatminima demo``, ``flatminima train CONFIG.yaml`` and ``flatminima list``."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["demo", "list_experiments", "register", "train"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def train(
+    config: Path = typer.Argument(..., help="YAML run configuration (see examples/)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run directory to write (default runs/<config name>)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
+) -> None:
+    """Train a model as described by CONFIG.yaml and write a run directory."""
+    from ..config import load_config, train_from_config
+
+    cfg = load_config(config)
+    if out is None:
+        out = Path("runs") / (config.stem if seed is None else f"{config.stem}-seed{seed}")
+    result = train_from_config(cfg, out, seed=seed)
+    table = Table(title=f"run {out}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("status", result.status)
+    table.add_row("steps", str(result.steps))
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    for name, value in result.final.items():
+        table.add_row(name, _fmt(value))
+    Console().print(table)
+    print(f"run directory: {out}")
+
+
+def demo(
+    out: Path = typer.Option(
+        Path("demo-out"), "--out", help="Directory for the runs, the table and the plot."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of data subset and initialization."),
+) -> None:
+    """GD on digits at three learning rates: final loss, test accuracy and the loss curves (PNG)."""
+    from ..training.demo import run_demo
+
+    rows = run_demo(out, seed=seed)
+    table = Table(title="GD on digits (MLP, MSE, n = 1000)")
+    keys = [k for k in rows[0] if k not in ("run", "curve")]
+    for key in keys:
+        table.add_column(key, justify="right")
+    for row in rows:
+        table.add_row(*(_fmt(row[k]) for k in keys))
+    Console().print(table)
+    print(f"loss curves: {Path(out) / 'loss_curves.png'}")
+
+
+def list_experiments() -> None:
+    """List the reproducible experiments."""
+    try:
+        experiments = importlib.import_module("flatminima.experiments")
+    except ModuleNotFoundError as exc:
+        if exc.name != "flatminima.experiments":
+            raise
+        print("no experiments are available in this installation")
+        return
+    names = experiments.available()
+    if not names:
+        print("no experiments registered yet")
+        return
+    table = Table(title="reproducible experiments (flatminima reproduce NAME)")
+    for column in ("name", "paper", "title"):
+        table.add_column(column)
+    for name in names:
+        exp = experiments.get(name)
+        table.add_row(name, exp.paper, exp.title)
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo``, ``train`` and ``list`` to the app."""
+    app.command("demo")(demo)
+    app.command("train")(train)
+    app.command("list")(list_experiments)

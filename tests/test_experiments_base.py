@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import flatminima.experiments as experiments
+from flatminima._io import atomic_write_text
 from flatminima.errors import ConfigError, DataNotFoundError, UnknownNameError
 from flatminima.experiments import (
     ComparisonRow,
@@ -24,7 +25,7 @@ from flatminima.experiments import (
     register,
     unregister,
 )
-from flatminima.experiments.base import atomic_write_text, verdict
+from flatminima.experiments.base import verdict
 from flatminima.report import new_figure, save_figure
 from flatminima.runner import Sweep
 

@@ -234,7 +234,7 @@ def test_chain_path_with_mse_onehot_and_activations() -> None:
 def test_json_output_is_strict(tmp_path) -> None:
     import json
 
-    from flatminima.landscape.store import atomic_write_json
+    from flatminima._io import atomic_write_json
 
     atomic_write_json(
         tmp_path / "a.json", {"a": float("nan"), "b": np.array([1.0, np.inf]), "c": torch.ones(2)}

@@ -1,7 +1,7 @@
 """Exceptions raised by flatminima.
 
-Every error caused by the user's input derives from :class:`FlatminimaError`; the CLI turns these into one line
-on stderr and exit code 2. Anything else is a bug (exit code 1).
+Every error caused by the user's input derives from :class:`FlatminimaError`; the CLI turns these into one
+line on stderr and exit code 2. Anything else is a bug (exit code 1).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def _trajectory(obj, run: Any) -> tuple[list[int], torch.Tensor]:
 
 
 def _write(out: Path, name: str, payload: dict[str, Any]) -> Path:
-    from ..landscape.store import atomic_write_json
+    from .._io import atomic_write_json
 
     path = out / f"{name}.json"
     atomic_write_json(path, payload)

@@ -30,9 +30,7 @@ data loaders do this), before any long work.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -40,28 +38,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._io import atomic_write_text
 from ..errors import ConfigError, DataNotFoundError, unknown
 from ..runner.outcome import to_jsonable
 
 SCALES = ("smoke", "default", "paper")
 RESULT_FILE = "result.json"
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path`` (never half-done)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass
@@ -114,6 +96,7 @@ class ExperimentResult:
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``out_dir/result.json`` atomically; return its path."""
+        # NaN is kept (Python's json reads it back); unknown objects are an error, not silently stringified.
         text = json.dumps(self.to_dict(), indent=2, default=to_jsonable)
         return atomic_write_text(Path(out_dir) / RESULT_FILE, text + "\n")
 

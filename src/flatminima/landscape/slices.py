@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._io import atomic_write_json
 from .._progress import progress_bar
 from ..errors import ConfigError
 from ..objective import Objective
 from .evaluate import class_labels, evaluate_plane
-from .store import GridStore, atomic_write_json, fingerprint
+from .store import GridStore, fingerprint
 
 __all__ = ["Slice", "interpolate", "slice_1d", "slice_2d"]
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .._io import atomic_path, jsonable
 from ..errors import ConfigError
 
-__all__ = ["GridStore", "atomic_write_json", "fingerprint", "jsonable"]
+__all__ = ["GridStore", "fingerprint"]
 
 
 def fingerprint(*tensors: torch.Tensor) -> str:
@@ -30,36 +28,6 @@ def fingerprint(*tensors: torch.Tensor) -> str:
     for t in tensors:
         h.update(t.detach().double().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def atomic_write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write strict JSON (arrays as lists, NaN -> null, +-inf -> "inf"/"-inf") to a temporary file in the same
-    folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(jsonable(payload), fh, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: arrays/tensors as lists, NaN -> None, +-inf -> "inf"/"-inf", Paths as strings."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.ndarray, np.generic, torch.Tensor)):
-        return jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 class GridStore:
@@ -102,8 +70,7 @@ class GridStore:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_path(self.path, suffix=".npz") as tmp, open(tmp, "wb") as fh:
             arrays = {f"axis{i}": a for i, a in enumerate(self.axes)}
             np.savez(
                 fh,
@@ -113,4 +80,3 @@ class GridStore:
                 meta=np.array(json.dumps(jsonable(self.meta))),
                 **arrays,
             )
-        os.replace(tmp, self.path)

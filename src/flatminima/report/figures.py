@@ -8,9 +8,7 @@ after ``new_figure`` returns), so ``new_figure`` applies :data:`STYLE` to the gl
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
+from .._io import atomic_path
 from ..errors import ConfigError
 
 STYLE: dict[str, Any] = {
@@ -68,16 +67,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ConfigError(f"figures are PNG files; got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        with figure_style():  # savefig.* settings, also for figures not made by new_figure
-            fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, figure_style():  # savefig.* settings, also for other figures
+        fig.savefig(tmp, format="png")
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close(fig)
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..experiments.base import atomic_write_text
+from .._io import atomic_write_text
 from .collect import find_results
 from .html import render_html
 from .markdown import render_markdown

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from .._io import atomic_path
 from ..errors import CheckpointError
 
 __all__ = ["load_checkpoint", "read_checkpoint", "save_checkpoint"]
@@ -24,12 +24,8 @@ def save_checkpoint(model: nn.Module | dict[str, Tensor], path: str | Path) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     state = model.state_dict() if isinstance(model, nn.Module) else model
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items() if isinstance(v, Tensor)}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -10,16 +10,15 @@ sharpness next to 2/lr).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_path, atomic_write_json
 from .._progress import progress_enabled
 from ..config import DataConfig, ModelConfig, Phase, TrainConfig, train_from_config
 from ..errors import ConfigError
 from .loading import LoadedRun, load_run
-from .rundir import write_json
 
 __all__ = ["DEMO_LRS", "demo_config", "plot_curves", "run_demo"]
 
@@ -56,13 +55,11 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]], path: Path, ti
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -105,5 +102,5 @@ def run_demo(
         rows.append(row)
         curves[f"lr = {lr:g}"] = result.series("train_loss")
     plot_curves(curves, out / "loss_curves.png", f"GD on digits (n = {n_train}, MSE)")
-    write_json(out / "demo.json", {"rows": rows})
+    atomic_write_json(out / "demo.json", {"rows": rows})
     return rows

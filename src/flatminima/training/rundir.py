@@ -27,40 +27,13 @@ from ..errors import CheckpointError, ConfigError
 
 __all__ = [
     "MetricsDB",
-    "atomic_write_text",
     "check_target",
     "read_metrics",
     "read_summary",
     "staged_dir",
-    "write_json",
 ]
 
 RUN_FILES = ("config.yaml", "summary.json")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value
-
-
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomic, strict JSON (non-finite numbers become ``null``)."""
-    atomic_write_text(path, json.dumps(_finite_or_none(dict(data)), indent=2, allow_nan=False) + "\n")
 
 
 def check_target(out: Path) -> None:

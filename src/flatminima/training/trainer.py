@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from .._io import atomic_write_json
 from .._progress import progress_bar, progress_enabled
 from .._seed import seed_everything
 from ..config import Phase, TrainConfig, dump_config, parse
@@ -47,7 +48,7 @@ from .batches import BatchStream
 from .checkpoints import save_checkpoint
 from .optimizers import make_optimizer, needs_closure, same_kind, update_hyperparameters
 from .probes import Probe, ProbeContext, check_probes, run_probes
-from .rundir import MetricsDB, staged_dir, write_json
+from .rundir import MetricsDB, staged_dir
 
 __all__ = ["TrainResult", "evaluate", "train"]
 
@@ -454,6 +455,6 @@ def _finish(
             "seconds": seconds,
             "phases": phase_info,
         }
-        write_json(stage / "summary.json", summary)
+        atomic_write_json(stage / "summary.json", summary)
     model.eval()
     return TrainResult(status, steps, log.history, dict(log.final), seconds, None, model, phase_info)

@@ -72,7 +72,9 @@ def test_per_example_grads_match_loop(tiny_mlp, tiny_data):
     obj = Objective(tiny_mlp, x=x, y=y)
     pg = obj.per_example_grads(x, y)
     for i in range(len(x)):
-        ref = torch.autograd.grad(nn.MSELoss()(tiny_mlp(x[i : i + 1]), y[i : i + 1]), list(tiny_mlp.parameters()))
+        ref = torch.autograd.grad(
+            nn.MSELoss()(tiny_mlp(x[i : i + 1]), y[i : i + 1]), list(tiny_mlp.parameters())
+        )
         assert _rel(pg[i], torch.cat([g.reshape(-1) for g in ref])) < 1e-10
     assert _rel(pg.mean(0), obj.grad()) < 1e-10
 

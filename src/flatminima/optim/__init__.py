@@ -1,0 +1,69 @@
+"""Optimizers (torch.optim.Optimizer subclasses): Langevin, Entropy-SGD / PDE smoothing, Parle.
+
+``make(name, params, **kwargs)`` builds one by name; ``available()`` lists the names. Optimizers whose class
+attribute ``needs_closure`` is True evaluate several gradients per step: ``step(closure)`` calls the closure
+several times and every call must draw a FRESH minibatch, call ``backward`` and return the loss (grads are
+zeroed before each call). The others follow the usual ``loss.backward(); opt.step()`` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..errors import ConfigError, unknown
+from .entropy import EntropyAdam, EntropySGD, local_entropy_inner_loop
+from .langevin import SGDL, SGLD, noise_at
+from .parle import ElasticSGD, Parle, VmapReplicaClosure
+from .pde import HJSGD, HeatSGD
+from .trivialized import TrivializedSGD
+
+__all__ = [
+    "HJSGD",
+    "SGDL",
+    "SGLD",
+    "ElasticSGD",
+    "EntropyAdam",
+    "EntropySGD",
+    "HeatSGD",
+    "Parle",
+    "TrivializedSGD",
+    "VmapReplicaClosure",
+    "available",
+    "local_entropy_inner_loop",
+    "make",
+    "noise_at",
+]
+
+_REGISTRY: dict[str, type[Optimizer]] = {
+    "sgdl": SGDL,
+    "sgld": SGLD,
+    "entropy-sgd": EntropySGD,
+    "entropy-adam": EntropyAdam,
+    "hj-sgd": HJSGD,
+    "heat-sgd": HeatSGD,
+    "trivialized-sgd": TrivializedSGD,
+    "parle": Parle,
+    "elastic-sgd": ElasticSGD,
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`make`."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, params: Iterable[Tensor] | Iterable[dict], **kwargs: object) -> Optimizer:
+    """Build the optimizer ``name`` over ``params`` with keyword hyper-parameters.
+
+    Raises UnknownNameError for an unknown name and ConfigError for an unknown or invalid hyper-parameter.
+    """
+    key = name.lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise unknown("optimizer", name, available())
+    try:
+        return _REGISTRY[key](params, **kwargs)  # type: ignore[call-arg]
+    except TypeError as exc:
+        raise ConfigError(f"bad arguments for optimizer {name!r}: {exc}") from exc

@@ -1,0 +1,209 @@
+"""Shared pieces of the optimizers: argument checks, seeded Gaussian noise, scope schedules, closures."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..errors import ConfigError
+
+Closure = Callable[..., Tensor | float]
+
+
+class CountedOptimizer(Optimizer):
+    """An Optimizer with a step counter ``t`` (driving noise schedules, scoping, annealing) that is saved in
+    ``state_dict`` so a run resumed from a checkpoint continues the schedules where they were."""
+
+    t: int = 0
+
+    def state_dict(self) -> dict:  # type: ignore[override]
+        sd = super().state_dict()
+        sd["t"] = self.t
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:  # type: ignore[override]
+        state_dict = dict(state_dict)
+        self.t = int(state_dict.pop("t", 0))
+        super().load_state_dict(state_dict)
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False, allow_inf: bool = False) -> float:
+    """Return ``float(value)`` or raise ConfigError if it is not a (non-negative) finite number."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from exc
+    if math.isnan(v) or (math.isinf(v) and not allow_inf) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {bound}{' (inf allowed)' if allow_inf else ''}, got {value!r}")
+    return v
+
+
+def check_fraction(name: str, value: float, upper_inclusive: bool = False) -> float:
+    """Return ``value`` if it lies in [0, 1) (or [0, 1]); raise ConfigError otherwise."""
+    v = float(value)
+    if not (0.0 <= v < 1.0 or (upper_inclusive and v == 1.0)):
+        raise ConfigError(f"{name} must lie in [0, 1{']' if upper_inclusive else ')'}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value: int, minimum: int = 1) -> int:
+    """Return ``value`` if it is an integer >= ``minimum``; raise ConfigError otherwise."""
+    if isinstance(value, bool) or int(value) != value or int(value) < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
+    """The generator used for an optimizer's noise: ``generator`` if given, else one seeded with ``seed``.
+
+    With neither, noise comes from torch's global generator (seed it with
+    ``flatminima._seed.seed_everything``).
+    """
+    if generator is not None and seed is not None:
+        raise ConfigError("pass either generator= or seed=, not both")
+    if seed is not None:
+        return torch.Generator().manual_seed(int(seed))
+    return generator
+
+
+def gaussian_like(t: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard Gaussian noise shaped like ``t``, drawn from ``generator`` (on its device), moved to ``t``."""
+    device = generator.device if generator is not None else t.device
+    out = torch.randn(t.shape, generator=generator, device=device, dtype=t.dtype)
+    return out.to(t.device)
+
+
+class GaussianNoise:
+    """Adds ``scale * N(0, I)`` to a fixed list of tensors, drawing all entries with one ``normal_`` call
+    into a preallocated flat buffer (one kernel launch and no allocation per step). Falls back to one draw
+    per tensor when the tensors differ in dtype/device or the generator lives on another device."""
+
+    def __init__(self, tensors: Sequence[Tensor], generator: torch.Generator | None) -> None:
+        self.tensors = list(tensors)
+        self.generator = generator
+        first = self.tensors[0]
+        same = all(t.dtype == first.dtype and t.device == first.device for t in self.tensors)
+        on_device = generator is None or generator.device == first.device
+        self.views: list[Tensor] | None = None
+        if same and on_device:
+            sizes = [t.numel() for t in self.tensors]
+            self.flat = torch.empty(sum(sizes), dtype=first.dtype, device=first.device)
+            self.views = [v.view_as(t) for v, t in zip(self.flat.split(sizes), self.tensors, strict=True)]
+
+    def add_(self, scale: float) -> None:
+        if scale == 0.0:
+            return
+        if self.views is None:
+            noise = [gaussian_like(t, self.generator) for t in self.tensors]
+        else:
+            self.flat.normal_(generator=self.generator)
+            noise = self.views
+        torch._foreach_add_(self.tensors, noise, alpha=scale)
+
+
+def add_noise_(tensors: Sequence[Tensor], scale: float, generator: torch.Generator | None) -> None:
+    """In place ``t += scale * N(0, I)`` for every tensor (no-op for ``scale == 0``)."""
+    if scale != 0.0:
+        GaussianNoise(tensors, generator).add_(scale)
+
+
+def scope_schedule(
+    gamma: float | None, scoping: float, coupling: float | None, coupling_growth: float | None
+) -> tuple[float, float]:
+    """Resolve the two parameterizations of scoping to ``(gamma0, factor)``: gamma_t = gamma0 * factor**t.
+
+    Scope (thesis Sec. 3.2.3): gamma_t = gamma0 (1 - gamma1)^t, gamma shrinks (``gamma``,
+    ``scoping`` = gamma1).
+    Coupling (ICLR paper / public code): g_t = g0 (1 + g1)^t grows, gamma_t = 1 / g_t (``coupling`` = g0,
+    ``coupling_growth`` = g1). The two agree when 1 - gamma1 = 1 / (1 + g1).
+    """
+    if coupling is not None:
+        if gamma is not None:
+            raise ConfigError("pass either gamma= (scope) or coupling= (1/gamma), not both")
+        g0 = check_positive("coupling", coupling, allow_zero=True)
+        g1 = check_positive("coupling_growth", coupling_growth or 0.0, allow_zero=True)
+        if scoping:
+            raise ConfigError("scoping= goes with gamma=; with coupling= use coupling_growth=")
+        return (math.inf if g0 == 0 else 1.0 / g0), 1.0 / (1.0 + g1)
+    if coupling_growth:
+        raise ConfigError("coupling_growth= needs coupling=; with gamma= use scoping=")
+    gamma0 = check_positive("gamma", 1.0 if gamma is None else gamma, allow_inf=True)
+    return gamma0, 1.0 - check_fraction("scoping", scoping)
+
+
+def scope_at(gamma0: float, factor: float, t: int, gamma_min: float = 0.0) -> float:
+    """gamma_t = max(gamma0 * factor**t, gamma_min) (inf stays inf)."""
+    if math.isinf(gamma0):
+        return gamma0
+    return max(gamma0 * factor**t, gamma_min)
+
+
+def inv(value: float) -> float:
+    """1 / value with 1 / inf = 0 (an infinite scope or coupling radius switches the term off)."""
+    return 0.0 if math.isinf(value) else 1.0 / value
+
+
+def grads_of(params: Iterable[Tensor]) -> list[Tensor]:
+    """The ``.grad`` of each parameter (zeros where a parameter got no gradient)."""
+    return [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+def zero_grads(params: Iterable[Tensor]) -> None:
+    """Set ``.grad = None`` so a closure that forgets ``zero_grad`` still yields a fresh gradient."""
+    for p in params:
+        p.grad = None
+
+
+def call_closure(closure: Closure, params: Sequence[Tensor], **kwargs: object) -> Tensor:
+    """Zero the grads, evaluate ``closure`` with grad enabled (it must call ``backward``), return the loss."""
+    zero_grads(params)
+    with torch.enable_grad():
+        loss = closure(**kwargs) if kwargs else closure()
+    return loss if isinstance(loss, Tensor) else torch.tensor(float(loss))
+
+
+def accepts_keyword(fn: Callable[..., object], name: str) -> bool:
+    """Whether ``fn`` takes the keyword argument ``name`` (or ``**kwargs``)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def require_closure(closure: Closure | None, name: str) -> Closure:
+    """Raise ConfigError when an optimizer that evaluates several gradients per step got no closure."""
+    if closure is None:
+        raise ConfigError(
+            f"{name}.step needs a closure that draws a fresh minibatch, calls backward and returns the loss"
+        )
+    return closure
+
+
+def momentum_direction(
+    state: dict,
+    params: Sequence[Tensor],
+    d: list[Tensor],
+    mu: float,
+    nesterov: bool,
+    key: str = "momentum_buffer",
+) -> list[Tensor]:
+    """Heavy-ball / Nesterov direction (PyTorch's SGD convention): buf <- mu buf + d; returns d + mu buf
+    (Nesterov) or buf. Buffers (shaped like d) live in ``state[p][key]``; ``mu = 0`` returns ``d``."""
+    if not mu:
+        return d
+    bufs = []
+    for p, di in zip(params, d, strict=True):
+        st = state[p]
+        if key not in st:
+            st[key] = torch.zeros_like(di)
+        bufs.append(st[key])
+    torch._foreach_mul_(bufs, mu)
+    torch._foreach_add_(bufs, d)
+    return torch._foreach_add(d, bufs, alpha=mu) if nesterov else bufs

@@ -1,8 +1,36 @@
-"""flatminima: measure, explain and reproduce which minima SGD finds."""
+"""flatminima: measure, explain and reproduce which minima SGD finds.
 
+The public API (see README): data and models (``fm.data.load``, ``fm.models.build``), the ``Objective``, the
+curvature engine (``sharpness``, ``non_uniformity``, ``linear_stability``, ...), training (``fm.train``), the
+optimizers (``fm.optim``), toys (``fm.toys``), landscape / noise / generalization probes, the sweep runner and
+the experiments (``fm.experiments``, imported on first use since it loads every experiment module).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import data, generalization, landscape, models, noise, optim, report, runner, toys, training
+from .config import Phase, TrainConfig, load_config, train_from_config
+from .curvature import (
+    Density,
+    SpectrumSummary,
+    Stability,
+    hessian_eigenvalues,
+    hessian_trace,
+    linear_stability,
+    local_entropy_width,
+    non_uniformity,
+    sharpness,
+    spectral_density,
+    spectrum_summary,
+)
 from .errors import CheckpointError, ConfigError, DataNotFoundError, FlatminimaError, UnknownNameError
 from .estimate import Estimate
+from .landscape import flatness_radius
 from .objective import Objective
+from .training import LoadedRun, Probe, ProbeContext, TrainResult, load_run, train
 
 __version__ = "0.1.0"
 
@@ -10,8 +38,47 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataNotFoundError",
+    "Density",
     "Estimate",
     "FlatminimaError",
+    "LoadedRun",
     "Objective",
+    "Phase",
+    "Probe",
+    "ProbeContext",
+    "SpectrumSummary",
+    "Stability",
+    "TrainConfig",
+    "TrainResult",
     "UnknownNameError",
+    "data",
+    "experiments",
+    "flatness_radius",
+    "generalization",
+    "hessian_eigenvalues",
+    "hessian_trace",
+    "landscape",
+    "linear_stability",
+    "load_config",
+    "load_run",
+    "local_entropy_width",
+    "models",
+    "noise",
+    "non_uniformity",
+    "optim",
+    "report",
+    "runner",
+    "sharpness",
+    "spectral_density",
+    "spectrum_summary",
+    "toys",
+    "train",
+    "train_from_config",
+    "training",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "experiments":
+        return importlib.import_module(".experiments", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -241,8 +241,16 @@ def unregister(name: str) -> None:
     REGISTRY.pop(name, None)
 
 
+def _load_all() -> None:
+    """Import every experiment module of the package (once), so their ``@register`` calls fill REGISTRY."""
+    from . import _import_experiment_modules
+
+    _import_experiment_modules()
+
+
 def get(name: str) -> Experiment:
     """The registered experiment ``name`` (UnknownNameError listing the available ones)."""
+    _load_all()
     try:
         return REGISTRY[name]
     except KeyError:
@@ -251,4 +259,5 @@ def get(name: str) -> Experiment:
 
 def available() -> list[str]:
     """Names of the registered experiments, sorted."""
+    _load_all()
     return sorted(REGISTRY)

@@ -1,0 +1,203 @@
+"""``flatminima measure WHAT --run DIR``: curvature measurements on a trained run's final checkpoint.
+
+WHAT: sharpness | spectrum | trace | nonuniformity | stability, plus any name in ``PROBES`` of
+``flatminima.cli.measure_probes`` (a dict name -> function(loaded_run, options: dict) -> dict) when that
+module imports. The result is printed as a table and written to ``DIR/measure-<what>.json`` (temporary
+file, then rename). ``--n`` restricts to the first n training examples (Wu, Ma & E 2018 measure on n = 1000).
+``stability`` takes ``--lr`` / ``--batch-size`` from the options, else from the run's last training phase.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .._io import atomic_write_json
+from ..errors import ConfigError, unknown
+
+__all__ = ["BUILTIN", "measure", "register", "run_measurement"]
+
+
+def _load_run(path: str):
+    from ..training import load_run
+
+    return load_run(path)
+
+
+def _objective(run, options: dict[str, Any]):
+    obj = run.objective(split=options.get("split", "train"), chunk_size=options.get("chunk_size"))
+    n = options.get("n")
+    if n is not None:
+        if not 1 <= n <= obj.n:
+            raise ConfigError(f"--n must be in [1, {obj.n}], got {n}")
+        obj = obj.subset(list(range(n)))
+    return obj
+
+
+def _sharpness(run, o: dict[str, Any]) -> dict[str, Any]:
+    from ..curvature import sharpness
+
+    est = sharpness(_objective(run, o), tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
+    return _estimate_dict(est)
+
+
+def _trace(run, o: dict[str, Any]) -> dict[str, Any]:
+    from ..curvature import hessian_trace
+
+    est = hessian_trace(_objective(run, o), matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"])
+    return _estimate_dict(est)
+
+
+def _nonuniformity(run, o: dict[str, Any]) -> dict[str, Any]:
+    from ..curvature import non_uniformity
+
+    obj = _objective(run, o)
+    est = non_uniformity(obj, method=o["method"], tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
+    return _estimate_dict(est)
+
+
+def _spectrum(run, o: dict[str, Any]) -> dict[str, Any]:
+    from ..curvature import hessian_eigenvalues, plot_density, spectrum_summary
+
+    obj = _objective(run, o)
+    summary = spectrum_summary(
+        obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"]
+    )
+    top = hessian_eigenvalues(obj, k=o["k"], tol=o["tol"], seed=o["seed"])
+    png = plot_density(summary.density, Path(o["run"]) / "measure-spectrum.png")
+    d = summary.to_dict()
+    return {
+        "near_zero_share": d["near_zero_share"],
+        "near_zero_stderr": d["near_zero_stderr"],
+        "threshold": d["threshold"],
+        "top_eigenvalues": top,
+        "most_negative_eigenvalue": d["most_negative_eigenvalue"]["value"],
+        "most_negative_residual": d["most_negative_eigenvalue"]["residual"],
+        "plot": str(png),
+        "density": d["density"],
+    }
+
+
+def _last_phase(run) -> Any:
+    phases = getattr(getattr(run, "config", None), "phases", None) or [None]
+    return phases[-1]
+
+
+def _stability(run, o: dict[str, Any]) -> dict[str, Any]:
+    from ..curvature import linear_stability
+
+    obj = _objective(run, o)
+    phase = _last_phase(run)
+    lr = o.get("lr") if o.get("lr") is not None else getattr(phase, "lr", None)
+    if lr is None:
+        raise ConfigError("stability needs a learning rate: pass --lr")
+    batch = o.get("batch_size")
+    if batch is None:
+        batch = getattr(phase, "batch_size", None) or obj.n
+    batch = min(int(batch), obj.n)
+    st = linear_stability(
+        obj, lr=lr, batch_size=batch, tol=o["tol"], max_iter=o["max_iter"], method=o["method"], seed=o["seed"]
+    )
+    return st.to_dict()
+
+
+BUILTIN: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
+    "sharpness": _sharpness,
+    "spectrum": _spectrum,
+    "trace": _trace,
+    "nonuniformity": _nonuniformity,
+    "stability": _stability,
+}
+
+
+def _extra_probes() -> dict[str, Callable]:
+    try:
+        module = importlib.import_module(f"{__package__}.measure_probes")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__package__}.measure_probes":
+            return {}
+        raise
+    return dict(getattr(module, "PROBES", {}))
+
+
+def _estimate_dict(est) -> dict[str, Any]:
+    d = est.to_dict()
+    d["extra"] = {k: v for k, v in d["extra"].items() if not hasattr(v, "shape")}
+    return d
+
+
+def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """Measure ``what`` on the run ``options["run"]``; returns the result and the JSON path written."""
+    table = {**BUILTIN, **_extra_probes()}
+    if what not in table:
+        raise unknown("measurement", what, list(table))
+    run = _load_run(options["run"])
+    result = table[what](run, options)
+    path = atomic_write_json(
+        Path(options["run"]) / f"measure-{what}.json", {"what": what, "options": options, "result": result}
+    )
+    return result, path
+
+
+def _print(what: str, result: dict[str, Any], path: Path) -> None:
+    table = Table(title=f"measure {what}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, dict):
+            for k2, v2 in value.items():
+                if isinstance(v2, (int, float, str, bool)):
+                    table.add_row(f"{key}.{k2}", _fmt(v2))
+        elif isinstance(value, (list, tuple)):
+            if len(value) <= 10 and all(isinstance(v, (int, float)) for v in value):
+                table.add_row(key, ", ".join(_fmt(v) for v in value))
+        else:
+            table.add_row(key, _fmt(value))
+    console = Console()
+    console.print(table)
+    console.print(f"written: {path}")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def measure(
+    what: str = typer.Argument(..., help="sharpness | spectrum | trace | nonuniformity | stability | ..."),
+    run: str = typer.Option(..., "--run", help="run directory (written by flatminima train)"),
+    lr: float | None = typer.Option(None, "--lr", help="stability: learning rate (default: the run's)"),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="stability: batch size (default: the run's)"
+    ),
+    n: int | None = typer.Option(None, "--n", help="use the first n training examples"),
+    split: str = typer.Option("train", "--split", help="train | test"),
+    tol: float = typer.Option(1e-4, "--tol", help="relative eigen-residual tolerance"),
+    max_iter: int = typer.Option(100, "--max-iter", help="most Lanczos products"),
+    method: str = typer.Option("auto", "--method", help="non-uniformity / stability: auto | exact | ggn"),
+    matvecs: int = typer.Option(100, "--matvecs", help="trace: Hessian-vector products"),
+    trace_method: str = typer.Option("hutch++", "--trace-method", help="trace: hutch++ | hutchinson"),
+    k: int = typer.Option(5, "--k", help="spectrum: number of top eigenvalues"),
+    steps: int = typer.Option(80, "--steps", help="spectrum: Lanczos steps per SLQ run"),
+    runs: int = typer.Option(10, "--runs", help="spectrum: SLQ runs"),
+    threshold: float = typer.Option(1e-4, "--threshold", help="spectrum: |lambda| below this counts as ~0"),
+    chunk_size: int | None = typer.Option(None, "--chunk-size", help="examples per chunk"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Measure a trained run: sharpness, spectrum, trace, non-uniformity or SGD stability (Wu et al. 2018)."""
+    options = dict(
+        run=run, lr=lr, batch_size=batch_size, n=n, split=split, tol=tol, max_iter=max_iter, method=method,
+        matvecs=matvecs, trace_method=trace_method, k=k, steps=steps, runs=runs, threshold=threshold,
+        chunk_size=chunk_size, seed=seed,
+    )  # fmt: skip
+    result, path = run_measurement(what, options)
+    _print(what, result, path)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("measure")(measure)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_path
 from ..errors import ConfigError
+from ..report.figures import save_figure
 from .lanczos import lanczos_tridiagonal
 from .operators import HessianOperator, LinearOperator
 from .trace import rademacher
@@ -137,9 +137,5 @@ def plot_density(density: Density, path: str | Path, log: bool = True, title: st
     ax.set_ylabel("density")
     ax.set_title(title or f"Hessian spectral density (SLQ, sigma={density.sigma:.2g})")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
     return path

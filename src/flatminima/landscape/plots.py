@@ -12,19 +12,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.tri import Triangulation
 
+from ..report.figures import save_figure
 from .mds import MDSResult
 from .simplex import VERTICES, SimplexResult
 from .slices import Slice
 
 __all__ = ["plot_mds", "plot_simplex", "plot_slice", "plot_surface"]
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def plot_slice(s: Slice, path: str | Path, levels: int = 30, log: bool = False) -> Path:
@@ -42,7 +35,7 @@ def plot_slice(s: Slice, path: str | Path, levels: int = 30, log: bool = False) 
             ax2.plot(s.axes[0], s.accuracy, "--", color="C1")
             ax2.set_ylabel("accuracy", color="C1")
         ax.set_title(f"{s.kind} slice")
-        return _save(fig, path)
+        return save_figure(fig, path)
     fig, ax = plt.subplots(figsize=(5, 4.5))
     xx, yy = np.meshgrid(s.axes[0], s.axes[1])
     cs = ax.contourf(xx, yy, np.ma.masked_invalid(loss), levels=levels, cmap="viridis")
@@ -52,7 +45,7 @@ def plot_slice(s: Slice, path: str | Path, levels: int = 30, log: bool = False) 
         ax.plot(s.path[:, 0], s.path[:, 1], "-o", color="red", ms=2, lw=1, label="trajectory")
         ax.legend(loc="best")
     ax.set_title(f"{s.kind} slice")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_surface(s: Slice, path: str | Path) -> Path:
@@ -63,7 +56,7 @@ def plot_surface(s: Slice, path: str | Path) -> Path:
     ax.plot_surface(xx, yy, np.ma.masked_invalid(s.loss), cmap="viridis", linewidth=0)
     ax.set_zlabel("loss")
     ax.set_title(f"{s.kind} slice")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_simplex(r: SimplexResult, path: str | Path, what: str = "accuracy") -> Path:
@@ -82,7 +75,7 @@ def plot_simplex(r: SimplexResult, path: str | Path, what: str = "accuracy") -> 
         ax2.annotate(name, (x, y), ha="center", va="bottom", fontsize=9)
     ax2.set_aspect("equal")
     ax2.set_axis_off()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_mds(
@@ -103,4 +96,4 @@ def plot_mds(
             ax.annotate(f"{e:.2f}", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"classical MDS ({100 * r.explained:.0f}% of positive eigenvalue mass)")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -12,19 +12,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
+from ..report.figures import save_figure
 from .diffusion import DiffusionSpectrum
 from .gradients import ComponentNoise
 from .spectral import IncrementSpectrum
 
 __all__ = ["plot_diffusion_spectrum", "plot_gradient_histograms", "plot_increment_spectrum"]
-
-
-def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
 
 
 def plot_gradient_histograms(results: Sequence[ComponentNoise], path: str | Path) -> Path:
@@ -43,7 +36,7 @@ def plot_gradient_histograms(results: Sequence[ComponentNoise], path: str | Path
         ax.set_title(f"b={r.batch_size}, w[{r.component}], p={r.normaltest_p:.2g}", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_diffusion_spectrum(spec: DiffusionSpectrum, path: str | Path) -> Path:
@@ -57,7 +50,7 @@ def plot_diffusion_spectrum(spec: DiffusionSpectrum, path: str | Path) -> Path:
     ax.set_xlabel("index")
     ax.set_ylabel("eigenvalue of D")
     ax.set_title(f"rank {spec.rank} / d = {spec.dim} ({100 * spec.rank_fraction:.2f}%)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_increment_spectrum(spec: IncrementSpectrum, path: str | Path) -> Path:
@@ -76,4 +69,4 @@ def plot_increment_spectrum(spec: IncrementSpectrum, path: str | Path) -> Path:
     a2.axhline(-spec.acf_band, color="C3", ls="--", lw=0.8)
     a2.set_xlabel("lag")
     a2.set_ylabel("autocorrelation")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_path, atomic_write_json
+from .._io import atomic_write_json
 from .._progress import progress_enabled
 from ..config import DataConfig, ModelConfig, Phase, TrainConfig, train_from_config
 from ..errors import ConfigError
+from ..report.figures import save_figure
 from .loading import LoadedRun, load_run
 
 __all__ = ["DEMO_LRS", "demo_config", "plot_curves", "run_demo"]
@@ -55,11 +56,7 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]], path: Path, ti
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -169,14 +169,32 @@ def test_demo_small(tmp_path, monkeypatch, capsys):
 
     real = demo_module.run_demo
     monkeypatch.setattr(
-        demo_module, "run_demo", lambda out, seed=0: real(out, steps=8, n_train=100, widths=(16,), seed=seed)
+        demo_module,
+        "run_demo",
+        lambda out, seed=0, measure=None: real(
+            out, steps=8, n_train=100, widths=(16,), seed=seed, measure=measure
+        ),
     )
-    code, stdout, stderr = _run(["demo", "--out", str(tmp_path / "d")], capsys)
+    code, stdout, stderr = _run(["demo", "--quick", "--out", str(tmp_path / "d")], capsys)
     assert code == 0, stderr
     assert (tmp_path / "d" / "loss_curves.png").stat().st_size > 1000
-    assert "loss_curves.png" in stdout
+    assert "loss_curves.png" in stdout and "2/lr" in stdout
     rows = json.loads((tmp_path / "d" / "demo.json").read_text())["rows"]
     assert [r["lr"] for r in rows] == list(demo_module.DEMO_LRS)
+    assert all(r["sharpness"] > 0 for r in rows)
+
+
+def test_demo_runs_experiments_and_writes_report(tmp_path, monkeypatch, capsys):
+    """The full demo path (experiments + report), with one fast experiment at smoke scale."""
+    from flatminima.cli import train_cmds
+
+    monkeypatch.setattr(train_cmds, "DEMO_EXPERIMENTS", ("theory2b-langevin",))
+    code, stdout, stderr = _run(["demo", "--scale", "smoke", "--out", str(tmp_path / "d")], capsys)
+    assert code == 0, stderr
+    assert (tmp_path / "d" / "theory2b-langevin" / "result.json").is_file()
+    assert "report:" in stdout and (tmp_path / "d" / "report.html").is_file()
+    code, _, stderr = _run(["demo", "--scale", "paper", "--out", str(tmp_path / "e")], capsys)
+    assert code == 2 and stderr.startswith("error:")
 
 
 def test_module_entry_point_bad_input_subprocess(tmp_path):

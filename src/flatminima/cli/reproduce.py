@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from ..experiments.base import ExperimentResult
 
 DEFAULT_OUT = Path("results")
 
@@ -24,17 +28,26 @@ def reproduce(
     seed: int = typer.Option(0, help="Base random seed."),
 ) -> None:
     """Run a reproducible experiment, print ours vs the paper, write report.html and summary.md."""
-    from ..experiments import get
-    from ..report import print_comparison, write_report
+    from ..report import write_report
 
-    experiment = get(name)
     out_dir = out if out is not None else DEFAULT_OUT / name / scale
-    result = experiment.run(scale=scale, out_dir=out_dir, workers=workers, cluster=cluster, seed=seed)
+    run_and_print(name, scale, out_dir, workers=workers, cluster=cluster, seed=seed)
+    print(write_report(out_dir))
+
+
+def run_and_print(
+    name: str, scale: str, out_dir: Path, workers: int = 1, cluster: str | None = None, seed: int = 0
+) -> ExperimentResult:
+    """Run experiment ``name`` into ``out_dir`` and print its comparison table and verdict."""
+    from ..experiments import get
+    from ..report import print_comparison
+
+    result = get(name).run(scale=scale, out_dir=out_dir, workers=workers, cluster=cluster, seed=seed)
     console = Console()
     print_comparison(result.rows, title=f"{result.name}: {result.title}", console=console)
     verdict = {True: "claim holds", False: "claim does NOT hold", None: "no verdict"}[result.passed]
     console.print(f"{result.paper} — {verdict} ({result.seconds:.1f} s)")
-    print(write_report(out_dir))
+    return result
 
 
 def report(

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ConfigError
+
 __all__ = ["demo", "list_experiments", "register", "train"]
 
 
@@ -46,17 +48,45 @@ def train(
     print(f"run directory: {out}")
 
 
+DEMO_EXPERIMENTS = ("wu2018-sharpness-vs-lr", "wu2018-escape", "theory2b-flatness", "theory2b-langevin")
+
+
 def demo(
     out: Path = typer.Option(
-        Path("demo-out"), "--out", help="Directory for the runs, the table and the plot."
+        Path("demo-out"), "--out", help="Directory for the experiments, figures and report."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of data subset and initialization."),
+    seed: int = typer.Option(0, "--seed", help="Seed of data subsets, initializations and noise."),
+    scale: str = typer.Option("default", "--scale", help="smoke (seconds) | default (minutes)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Only GD on digits at three learning rates with sharpness vs 2/lr (~1 min)."
+    ),
 ) -> None:
-    """GD on digits at three learning rates: final loss, test accuracy and the loss curves (PNG)."""
+    """The main job on embedded data: GD sharpness vs 2/lr, SGD escape vs the stability test, flatness for
+    natural vs random labels and Langevin's preference for wide minima; ends with the report's path."""
+    if scale not in ("smoke", "default"):
+        raise ConfigError(f"demo runs on embedded data: --scale must be smoke or default, got {scale!r}")
+    if quick:
+        _quick_demo(out, seed)
+        return
+    from ..report import write_report
+    from .reproduce import run_and_print
+
+    for name in DEMO_EXPERIMENTS:
+        run_and_print(name, scale, out / name, seed=seed)
+    print(f"report: {write_report(out)}")
+
+
+def _quick_demo(out: Path, seed: int) -> None:
+    from ..curvature import sharpness
     from ..training.demo import run_demo
 
-    rows = run_demo(out, seed=seed)
-    table = Table(title="GD on digits (MLP, MSE, n = 1000)")
+    def measure(run: Any) -> dict[str, float]:
+        return {"sharpness": sharpness(run.objective()).value}
+
+    rows = run_demo(out, seed=seed, measure=measure)
+    for row in rows:
+        row["2/lr"] = 2.0 / row["lr"]
+    table = Table(title="GD on digits (MLP, MSE, n = 1000): sharpness vs 2/lr (Wu, Ma & E 2018, Table 2)")
     keys = [k for k in rows[0] if k not in ("run", "curve")]
     for key in keys:
         table.add_column(key, justify="right")

@@ -141,6 +141,10 @@ def test_bad_input_errors(tiny_mlp, tiny_data):
     obj = Objective(tiny_mlp, x=x, y=y)
     with pytest.raises(ConfigError, match="does not match"):
         obj.hvp(torch.zeros(3, dtype=torch.float64))
+    with torch.no_grad():
+        tiny_mlp[0].weight[0, 0] = float("nan")
+    with pytest.raises(ConfigError, match="NaN or inf"):
+        Objective(tiny_mlp, x=x, y=y)
 
 
 def test_at_subset_and_state_dict(tiny_mlp, tiny_data):

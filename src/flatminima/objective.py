@@ -133,6 +133,8 @@ class Objective:
         self._fixed.update({k: b.detach() for k, b in model.named_buffers()})
         base = torch.cat([p.detach().reshape(-1) for _, p in active])
         self.theta: Tensor = base.clone() if theta is None else self._check_vec(theta).clone()
+        if not bool(torch.isfinite(self.theta).all()):
+            raise ConfigError("the parameters contain NaN or inf (a diverged run?): nothing to measure")
         self._graph_cache: tuple[Tensor, Tensor, Tensor] | None = None
 
     # ------------------------------------------------------------------ basics

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from types import SimpleNamespace
 
 import pytest
@@ -85,9 +83,9 @@ def test_extra_measurements_from_measure_probes(fake_run, tmp_path, monkeypatch)
         calls.append(options["seed"])
         return {"radius": 1.5, "tensor": torch.tensor([1.0, 2.0])}
 
-    module = types.ModuleType("flatminima.cli.measure_probes")
-    module.PROBES = {"flatness": flatness}
-    monkeypatch.setitem(sys.modules, "flatminima.cli.measure_probes", module)
+    from flatminima.cli import measure_probes
+
+    monkeypatch.setitem(measure_probes.PROBES, "flatness", flatness)
     assert _measure("flatness", "--run", str(tmp_path), "--seed", "3") == 0
     data = json.loads((tmp_path / "measure-flatness.json").read_text())
     assert calls == [3] and data["result"] == {"radius": 1.5, "tensor": [1.0, 2.0]}

@@ -9,7 +9,6 @@ file, then rename). ``--n`` restricts to the first n training examples (Wu, Ma &
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from .._io import atomic_write_json
 from ..errors import ConfigError, unknown
+from .measure_probes import PROBES, objective_from_options
 
 __all__ = ["BUILTIN", "measure", "register", "run_measurement"]
 
@@ -30,34 +30,25 @@ def _load_run(path: str):
     return load_run(path)
 
 
-def _objective(run, options: dict[str, Any]):
-    obj = run.objective(split=options.get("split", "train"), chunk_size=options.get("chunk_size"))
-    n = options.get("n")
-    if n is not None:
-        if not 1 <= n <= obj.n:
-            raise ConfigError(f"--n must be in [1, {obj.n}], got {n}")
-        obj = obj.subset(list(range(n)))
-    return obj
-
-
 def _sharpness(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import sharpness
 
-    est = sharpness(_objective(run, o), tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
+    est = sharpness(objective_from_options(run, o), tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
     return _estimate_dict(est)
 
 
 def _trace(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_trace
 
-    est = hessian_trace(_objective(run, o), matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"])
+    obj = objective_from_options(run, o)
+    est = hessian_trace(obj, matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"])
     return _estimate_dict(est)
 
 
 def _nonuniformity(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import non_uniformity
 
-    obj = _objective(run, o)
+    obj = objective_from_options(run, o)
     est = non_uniformity(obj, method=o["method"], tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
     return _estimate_dict(est)
 
@@ -65,7 +56,7 @@ def _nonuniformity(run, o: dict[str, Any]) -> dict[str, Any]:
 def _spectrum(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_eigenvalues, plot_density, spectrum_summary
 
-    obj = _objective(run, o)
+    obj = objective_from_options(run, o)
     summary = spectrum_summary(
         obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"]
     )
@@ -92,7 +83,7 @@ def _last_phase(run) -> Any:
 def _stability(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import linear_stability
 
-    obj = _objective(run, o)
+    obj = objective_from_options(run, o)
     phase = _last_phase(run)
     lr = o.get("lr") if o.get("lr") is not None else getattr(phase, "lr", None)
     if lr is None:
@@ -116,16 +107,6 @@ BUILTIN: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def _extra_probes() -> dict[str, Callable]:
-    try:
-        module = importlib.import_module(f"{__package__}.measure_probes")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__package__}.measure_probes":
-            return {}
-        raise
-    return dict(getattr(module, "PROBES", {}))
-
-
 def _estimate_dict(est) -> dict[str, Any]:
     d = est.to_dict()
     d["extra"] = {k: v for k, v in d["extra"].items() if not hasattr(v, "shape")}
@@ -134,7 +115,7 @@ def _estimate_dict(est) -> dict[str, Any]:
 
 def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """Measure ``what`` on the run ``options["run"]``; returns the result and the JSON path written."""
-    table = {**BUILTIN, **_extra_probes()}
+    table = {**BUILTIN, **PROBES}
     if what not in table:
         raise unknown("measurement", what, list(table))
     run = _load_run(options["run"])
@@ -187,16 +168,35 @@ def measure(
     runs: int = typer.Option(10, "--runs", help="spectrum: SLQ runs"),
     threshold: float = typer.Option(1e-4, "--threshold", help="spectrum: |lambda| below this counts as ~0"),
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="examples per chunk"),
+    eps: float = typer.Option(0.05, "--eps", help="flatness: loss tolerance of the radius (eq. 11)"),
+    directions: int = typer.Option(20, "--directions", help="flatness: random directions"),
+    params: str = typer.Option("all", "--params", help="flatness: all | top | name pattern"),
+    radius_tol: float = typer.Option(1e-3, "--radius-tol", help="flatness: relative bisection tolerance"),
+    examples: int | None = typer.Option(None, "--examples", help="noise: examples for D (default <= 500)"),
+    batch_sizes: str = typer.Option("1,10,100", "--batch-sizes", help="noise: comma-separated batch sizes"),
+    components: int = typer.Option(5, "--components", help="noise: gradient components to test"),
+    samples: int = typer.Option(1000, "--samples", help="noise: minibatches per batch size"),
+    gammas: str = typer.Option("0,0.01,0.05,0.1,0.5,1", "--gammas", help="margins: input-noise levels"),
+    repeats: int = typer.Option(1, "--repeats", help="margins: noise draws per gamma"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Measure a trained run: sharpness, spectrum, trace, non-uniformity or SGD stability (Wu et al. 2018)."""
     options = dict(
         run=run, lr=lr, batch_size=batch_size, n=n, split=split, tol=tol, max_iter=max_iter, method=method,
         matvecs=matvecs, trace_method=trace_method, k=k, steps=steps, runs=runs, threshold=threshold,
-        chunk_size=chunk_size, seed=seed,
+        chunk_size=chunk_size, seed=seed, eps=eps, directions=directions, params=params,
+        radius_tol=radius_tol, examples=examples, batch_sizes=_numbers(batch_sizes, int),
+        components=components, samples=samples, gammas=_numbers(gammas, float), repeats=repeats,
     )  # fmt: skip
     result, path = run_measurement(what, options)
     _print(what, result, path)
+
+
+def _numbers(text: str, kind: type) -> list:
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -26,10 +26,11 @@ from typing import Any
 from ..errors import ConfigError
 from ..objective import Objective
 
-__all__ = ["PROBES", "flatness_probe", "margins_probe", "noise_probe"]
+__all__ = ["PROBES", "flatness_probe", "margins_probe", "noise_probe", "objective_from_options"]
 
 
-def _objective(run: Any, o: dict[str, Any]) -> Objective:
+def objective_from_options(run: Any, o: dict[str, Any]) -> Objective:
+    """The run's Objective on ``split`` (default train), its first ``n`` examples when given."""
     obj = run.objective(split=o.get("split") or "train", chunk_size=o.get("chunk_size"))
     n = o.get("n")
     if n is not None:
@@ -49,7 +50,7 @@ def flatness_probe(run: Any, o: dict[str, Any]) -> dict[str, Any]:
     from ..landscape import flatness_radius
 
     est = flatness_radius(
-        _objective(run, o),
+        objective_from_options(run, o),
         eps=float(_get(o, "eps", 0.05)),
         directions=int(_get(o, "directions", 20)),
         params=_get(o, "params", "all"),
@@ -68,7 +69,7 @@ def noise_probe(run: Any, o: dict[str, Any]) -> dict[str, Any]:
     """Diffusion-matrix spectrum, SGD temperature and minibatch-gradient normality (thesis Sec. 6.3)."""
     from ..noise import diffusion_spectrum, gradient_noise, temperature
 
-    obj = _objective(run, o)
+    obj = objective_from_options(run, o)
     seed = int(_get(o, "seed", 0))
     examples = int(_get(o, "examples", min(obj.n, 500)))
     spec = diffusion_spectrum(obj, examples=examples, seed=seed)
@@ -114,7 +115,7 @@ def margins_probe(run: Any, o: dict[str, Any]) -> dict[str, Any]:
     """Margins, norms and input-perturbation error (Theory III, Figs. 16-17 and eq. 47)."""
     from ..generalization import fan_in_l1_norms, l2_norm, margins, path_norm, perturbation_error
 
-    obj = _objective(run, o)
+    obj = objective_from_options(run, o)
     model = obj.model
     try:
         pn: float | None = path_norm(model, tuple(obj.x.shape[1:]))

@@ -1,0 +1,161 @@
+"""Theory II Fig. 2 / Theory III Fig. 21: a network with ReLU replaced by a degree-10 polynomial trains and
+generalizes about like the ReLU network.
+
+Both networks are built with the same initial weights (the activation has no parameters) and trained
+identically (same data, minibatch order, optimizer, epochs); only the activation differs: ReLU vs PolyReLU,
+the least-squares degree-10 fit of ReLU on [-3, 3] (:mod:`flatminima.models.activations`; its sup error on the
+interval is reported). The polynomial is not clipped outside the interval, so the networks use batch
+normalization, as the papers' networks do, to keep pre-activations in range: without it the degree-10
+polynomial blows up and training diverges (a diverged run is reported, not hidden).
+
+Relation (the papers say "very similar" / "about the same"; the tolerance is ours): the mean final test errors
+differ by at most 2 percentage points (or 2 standard errors of the difference over seeds, if larger); the
+training errors are reported alongside.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..models.activations import DEFAULT_HALF_WIDTH, relu_poly_fit
+from ..report.figures import new_figure, save_figure
+from ..runner import Sweep
+from ._theory2_common import check_data, collect, minimum_config, run_config, threads_for, train_from_config
+from .base import ComparisonRow, Experiment, Findings, RunContext, register
+
+DEGREE = 10
+ACTIVATIONS = ("relu", f"poly:{DEGREE}")
+TOLERANCE = 0.02
+
+SCALES: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        data={"name": "digits", "n_train": 300, "seed": 0},
+        model={"name": "mlp", "options": {"widths": [32, 32], "bn": True}},
+        train={"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "momentum": 0.9, "max_epochs": 20},
+        seeds=[0, 1],
+    ),
+    "default": dict(
+        data={"name": "digits", "n_train": 1000, "seed": 0},
+        model={"name": "mlp", "options": {"widths": [64, 64], "bn": True}},
+        train={"optimizer": "sgd", "lr": 0.05, "batch_size": 32, "momentum": 0.9, "max_epochs": 30},
+        seeds=[0, 1, 2],
+    ),
+    "paper": dict(
+        data={"name": "cifar10", "seed": 0},
+        model={"name": "theory2-cnn"},
+        train={"optimizer": "sgd", "lr": 0.01, "batch_size": 100, "momentum": 0.9, "max_epochs": 60},
+        seeds=[0, 1, 2],
+    ),
+}
+
+
+def activation_run(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """Sweep run: train with ``model.activation`` and seed ``minimum`` (init and minibatch order)."""
+    _, config = minimum_config(config)
+    _, _, result = train_from_config(config)
+    steps, acc = result.series("test_acc")
+    return {
+        "status": result.status,
+        "steps": steps,
+        "test_error": [1.0 - a for a in acc],
+        "final_test_error": 1.0 - result.final.get("test_acc", math.nan),
+        "final_train_error": 1.0 - result.final.get("train_acc", math.nan),
+    }
+
+
+def _plot(runs: dict[str, list[dict[str, Any]]], sup: float, path: Any) -> None:
+    fig, axes = new_figure(1, 2, width=3.4, height=2.8)
+    grid = np.linspace(-DEFAULT_HALF_WIDTH - 0.5, DEFAULT_HALF_WIDTH + 0.5, 400)
+    coef, _ = relu_poly_fit(DEGREE, -DEFAULT_HALF_WIDTH, DEFAULT_HALF_WIDTH)
+    axes[0].plot(grid, np.maximum(grid, 0), label="ReLU")
+    axes[0].plot(
+        grid,
+        np.polynomial.polynomial.polyval(grid / DEFAULT_HALF_WIDTH, coef),
+        "--",
+        label=f"degree {DEGREE}",
+    )
+    axes[0].set_ylim(-1, DEFAULT_HALF_WIDTH + 1)
+    axes[0].set_title(f"activation (sup error {sup:.3f} on [-3, 3])")
+    axes[0].legend()
+    for i, (act, rs) in enumerate(runs.items()):
+        for j, r in enumerate(rs):
+            axes[1].plot(r["steps"], r["test_error"], color=f"C{i}", label=act if j == 0 else None)
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("test error")
+    axes[1].legend()
+    save_figure(fig, path)
+
+
+@register
+class Theory2Polynomial(Experiment):
+    name = "theory2-polynomial"
+    title = "ReLU vs degree-10 polynomial activation: same training, similar errors"
+    paper = "Poggio & Liao, Theory II Fig. 2; Theory III Fig. 21"
+    claim = (
+        "replacing ReLU by its degree-10 polynomial approximation gives very similar training and test errors"
+    )
+
+    def compute(self, ctx: RunContext) -> Findings:
+        with threads_for(ctx.scale):
+            return self._compute(ctx)
+
+    def _compute(self, ctx: RunContext) -> Findings:
+        s = SCALES[ctx.scale]
+        check_data(s["data"])
+        base = run_config(s["data"], s["model"], s["train"], ctx.seed)
+        sweep = Sweep(base, {"model.activation": list(ACTIVATIONS), "minimum": s["seeds"]}, name=self.name)
+        runs: dict[str, list[dict[str, Any]]] = {a: [] for a in ACTIVATIONS}
+        diverged = []
+        for values, res in collect(ctx.run_sweep(sweep, activation_run), sweep):
+            (runs[values["model.activation"]] if res["status"] == "finished" else diverged).append(res)
+        sup = relu_poly_fit(DEGREE, -DEFAULT_HALF_WIDTH, DEFAULT_HALF_WIDTH)[1]
+        rows = [
+            ComparisonRow(f"sup |poly - ReLU| on [-3, 3], degree {DEGREE}", round(sup, 4), "not stated", "–")
+        ]
+        if any(not r for r in runs.values()):
+            rows.append(
+                ComparisonRow("finished runs", {a: len(r) for a, r in runs.items()}, "all", ">0", False)
+            )
+            return Findings(rows=rows, notes=f"{len(diverged)} run(s) diverged")
+        test = {a: np.array([r["final_test_error"] for r in rs]) for a, rs in runs.items()}
+        train = {a: np.array([r["final_train_error"] for r in rs]) for a, rs in runs.items()}
+        for a in ACTIVATIONS:
+            rows.append(
+                ComparisonRow(
+                    f"{a}: test error",
+                    f"{test[a].mean():.4f} ± {test[a].std():.4f}",
+                    "about the same for both",
+                    "–",
+                )
+            )
+            rows.append(
+                ComparisonRow(
+                    f"{a}: train error",
+                    f"{train[a].mean():.4f} ± {train[a].std():.4f}",
+                    "about the same for both",
+                    "–",
+                )
+            )
+        relu, poly = ACTIVATIONS
+        diff = float(test[poly].mean() - test[relu].mean())
+        se = math.sqrt(sum(v.var(ddof=1) / len(v) if len(v) > 1 else 0.0 for v in test.values()))
+        tol = max(TOLERANCE, 2 * se)
+        rows.append(
+            ComparisonRow(
+                "test error poly - ReLU",
+                round(diff, 4),
+                "'very similar'",
+                f"|diff| <= {tol:.3f}",
+                abs(diff) <= tol,
+            )
+        )
+        _plot(runs, sup, ctx.out_dir / "polynomial.png")
+        return Findings(
+            rows=rows,
+            figures=["polynomial.png"],
+            config={"sweep": base, "seeds": s["seeds"]},
+            notes=f"{len(diverged)} run(s) diverged" if diverged else "",
+        )

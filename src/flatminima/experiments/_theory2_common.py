@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .. import data, models
+from .._threads import torch_threads
 from ..data import Dataset
 from ..errors import FlatminimaError
 from ..objective import Objective
@@ -59,15 +60,8 @@ def threads_for(scale: str) -> Iterator[None]:
     """One torch thread for the small nets of the ``smoke`` / ``default`` scales (their ops are too small to
     gain from intra-op parallelism, and on a busy machine the thread hand-off dominates: measured 3-5x
     slower with 2 threads under load); the ``paper`` scale keeps torch's setting."""
-    if scale == "paper":
+    with torch_threads(None if scale == "paper" else 1):
         yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def run_config(

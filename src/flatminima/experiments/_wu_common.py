@@ -23,10 +23,9 @@ Decisions where the paper is silent or our scales differ from it (recorded in ev
 
 from __future__ import annotations
 
-import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from torch import nn
 
 from .. import data as fm_data
 from .. import models as fm_models
+from .._threads import torch_threads
 from ..curvature import SharpnessProbe, linear_stability, non_uniformity, sharpness
 from ..errors import ConfigError
 from ..objective import Objective
@@ -53,7 +53,6 @@ __all__ = [
     "measure_minimum",
     "minimum_run",
     "model_config",
-    "one_thread",
     "pearson",
     "show_table",
     "spearman",
@@ -112,25 +111,6 @@ def measure_minimum(obj: Objective, with_s: bool = True, seed: int = 0) -> dict[
     return out
 
 
-def one_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` with torch's intra-op pool limited to one thread (restored afterwards).
-
-    The nets here are small: on a shared 2-core machine an OpenMP team of 2 makes each GD step several times
-    slower than one thread (measured: 600 steps 20 s vs 2.5 s under load); sweeps parallelise over runs.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(previous)
-
-    return wrapper
-
-
 def _curves(history: list[dict[str, float]], names: Sequence[str], offset: int = 0) -> list[dict[str, Any]]:
     """Metric rows ``{step, name, value}`` for the runner's store, thinned to at most MAX_CURVE_POINTS."""
     stride = max(1, math.ceil(len(history) / MAX_CURVE_POINTS))
@@ -159,7 +139,7 @@ def _phase(cfg: dict[str, Any], steps_key: str = "max_steps") -> dict[str, Any]:
     return phase
 
 
-@one_thread
+@torch_threads(1)
 def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Sweep run function: train ``config["model"]`` on ``config["data"]`` with one phase (``optimizer`` gd |
     sgd | lbfgs, ``lr``, ``batch_size``, ``stop_loss``, ``max_steps``) from seed ``config["seed"]``, then
@@ -225,7 +205,7 @@ def escape_verdict(
     return False, f"stayed (peak loss x{peak / max(start_loss, 1e-6):.3g}, sharpness {final_sharpness:.3g})"
 
 
-@one_thread
+@torch_threads(1)
 def continuation_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Sweep run function of the escape experiments (Wu, Ma & E 2018, Sec. 4.4, Table 3 / Fig. 8; Fig. 9).
 

@@ -15,8 +15,7 @@ exp(-U/T)/Z (up to O(lr) discretization error).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .._progress import progress_bar
+from .._threads import torch_threads
 from ..errors import ConfigError
 
 Method = Literal["gdl", "sgd", "sgdl"]
@@ -53,20 +53,6 @@ def effective_temperature(
     if method == "sgdl":
         return lr * noise_std**2 / 2 + extra_noise**2 / (2 * lr)
     raise ConfigError(f"unknown Langevin method {method!r}; choose 'gdl', 'sgd' or 'sgdl'")
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (``None``: leave it)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @torch.no_grad()
@@ -105,7 +91,7 @@ def langevin_sample(
     records = []
     if threads is None and x.numel() < 2**18:
         threads = 1
-    with _threads(threads), progress_bar(steps, f"langevin ({method})") as bar:
+    with torch_threads(threads), progress_bar(steps, f"langevin ({method})") as bar:
         for step in range(steps):
             f = drift(x)
             x.add_(f, alpha=lr)

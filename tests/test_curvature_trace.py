@@ -85,10 +85,17 @@ def test_spectral_density_and_summary(mlp_obj, tmp_path):
     share, se = dens.share(-thr, thr)
     true_share = float((ev.abs() <= thr).double().mean())
     assert abs(share - true_share) < 4 * se + 1e-9
-    summary = spectrum_summary(mlp_obj, threshold=thr, steps=p, runs=8, tol=1e-7)
+    summary = spectrum_summary(mlp_obj, threshold=thr, steps=p, runs=8, tol=1e-7, method="slq")
+    assert summary.method == "slq"
     assert summary.near_zero_share == pytest.approx(share)
     assert summary.top_eigenvalue.value == pytest.approx(float(ev[-1]), rel=1e-6)
     assert summary.most_negative_eigenvalue.value == pytest.approx(float(ev[0]), rel=1e-6)
+    exact = spectrum_summary(mlp_obj, threshold=thr, steps=p, runs=8)  # auto: dense for small p
+    assert exact.method == "dense" and exact.near_zero_share == pytest.approx(true_share, abs=1e-12)
+    assert exact.top_eigenvalue.value == pytest.approx(float(ev[-1]), rel=1e-10)
+    assert exact.most_negative_eigenvalue.value == pytest.approx(float(ev[0]), rel=1e-10)
+    with pytest.raises(ConfigError, match="method"):
+        spectrum_summary(mlp_obj, method="exact")
     png = plot_density(dens, tmp_path / "sub" / "density.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert sorted(x.name for x in png.parent.iterdir()) == ["density.png"]

@@ -14,7 +14,7 @@ from .density import Density, slq, spectral_density
 from .lanczos import lanczos
 from .operators import HessianOperator
 
-__all__ = ["SpectrumSummary", "local_entropy_width", "spectrum_summary"]
+__all__ = ["DENSE_MAX", "SpectrumSummary", "local_entropy_width", "spectrum_summary"]
 
 
 @dataclass
@@ -28,6 +28,7 @@ class SpectrumSummary:
     top_eigenvalue: Estimate
     most_negative_eigenvalue: Estimate
     density: Density
+    method: str = "slq"
 
     def to_dict(self) -> dict:
         def light(e: Estimate) -> dict:
@@ -42,6 +43,7 @@ class SpectrumSummary:
             "top_eigenvalue": light(self.top_eigenvalue),
             "most_negative_eigenvalue": light(self.most_negative_eigenvalue),
             "density": self.density.to_dict(),
+            "method": self.method,
         }
 
 
@@ -58,6 +60,17 @@ def _extreme(obj, which: str, tol: float, max_iter: int, seed: int, scale: float
     )
 
 
+DENSE_MAX = 2000  # method="auto" builds the dense Hessian up to this many parameters
+
+
+def _dense_eigenvalues(obj) -> np.ndarray:
+    """All Hessian eigenvalues, from the dense float64 Hessian assembled from p Hessian-vector products."""
+    import torch
+
+    dense = HessianOperator(obj).to_dense().to(torch.float64)
+    return np.linalg.eigvalsh(0.5 * (dense + dense.T).cpu().numpy())
+
+
 def spectrum_summary(
     obj,
     threshold: float = 1e-4,
@@ -66,6 +79,7 @@ def spectrum_summary(
     tol: float = 1e-4,
     max_iter: int = 100,
     seed: int = 0,
+    method: str = "auto",
 ) -> SpectrumSummary:
     """Thesis Fig. 3.1 numbers: the share of eigenvalues with |lambda| < ``threshold``, the top and the most
     negative Hessian eigenvalue.
@@ -75,8 +89,28 @@ def spectrum_summary(
     ~1/steps. The top eigenvalue uses Lanczos (relative residual < ``tol``); the most negative one
     Lanczos on -H
     with the residual relative to the top eigenvalue (it may be ~0 at a minimum).
+
+    Resolution: SLQ represents the bulk near zero by a few quadrature nodes whose spacing is about
+    (lambda_max - lambda_min) / steps; when the threshold is far below that spacing, a node standing for
+    mostly-zero eigenvalues can land just outside |lambda| < threshold (seen: SLQ 0.0 vs exact 0.57 on a
+    610-parameter MLP). ``method="dense"`` computes every eigenvalue of the dense Hessian (p products, then
+    ``eigvalsh``) and gives the exact share, top and most negative eigenvalue; ``"auto"`` (default) uses it up
+    to ``DENSE_MAX`` parameters, SLQ/Lanczos above. The density (for plots) is SLQ in both cases.
     """
+    if method not in ("auto", "slq", "dense"):
+        raise ConfigError(f"method must be 'auto', 'slq' or 'dense', got {method!r}")
+    if method == "auto":
+        method = "dense" if obj.num_params <= DENSE_MAX else "slq"
     density = spectral_density(obj, steps=steps, runs=runs, seed=seed)
+    if method == "dense":
+        start = time.perf_counter()
+        ev = _dense_eigenvalues(obj)
+        seconds = time.perf_counter() - start
+        p = obj.num_params
+        top = Estimate(float(ev[-1]), residual=0.0, matvecs=p, seconds=seconds, extra={"which": "LA"})
+        low = Estimate(float(ev[0]), residual=0.0, matvecs=p, seconds=seconds, extra={"which": "SA"})
+        share = float(np.mean(np.abs(ev) < threshold))
+        return SpectrumSummary(share, 0.0, threshold, top, low, density, method="dense")
     share, se = density.share(-threshold, threshold)
     top = _extreme(obj, "LA", tol, max_iter, seed)
     low = _extreme(obj, "SA", tol, max_iter, seed, scale=abs(top.value))

@@ -21,8 +21,6 @@ locally (:func:`check_data` raises DataNotFoundError before any training).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,6 @@ import torch
 from torch import nn
 
 from .. import data, models
-from .._threads import torch_threads
 from ..data import Dataset
 from ..errors import FlatminimaError
 from ..objective import Objective
@@ -47,21 +44,11 @@ __all__ = [
     "minimum_config",
     "run_config",
     "save_theta",
-    "threads_for",
     "train_from_config",
 ]
 
 LOSS = "cross_entropy"
 THETA_FILE = "theta.pt"
-
-
-@contextmanager
-def threads_for(scale: str) -> Iterator[None]:
-    """One torch thread for the small nets of the ``smoke`` / ``default`` scales (their ops are too small to
-    gain from intra-op parallelism, and on a busy machine the thread hand-off dominates: measured 3-5x
-    slower with 2 threads under load); the ``paper`` scale keeps torch's setting."""
-    with torch_threads(None if scale == "paper" else 1):
-        yield
 
 
 def run_config(

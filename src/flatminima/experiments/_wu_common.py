@@ -35,7 +35,6 @@ from torch import nn
 
 from .. import data as fm_data
 from .. import models as fm_models
-from .._threads import torch_threads
 from ..curvature import SharpnessProbe, linear_stability, non_uniformity, sharpness
 from ..errors import ConfigError
 from ..objective import Objective
@@ -139,7 +138,6 @@ def _phase(cfg: dict[str, Any], steps_key: str = "max_steps") -> dict[str, Any]:
     return phase
 
 
-@torch_threads(1)
 def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Sweep run function: train ``config["model"]`` on ``config["data"]`` with one phase (``optimizer`` gd |
     sgd | lbfgs, ``lr``, ``batch_size``, ``stop_loss``, ``max_steps``) from seed ``config["seed"]``, then
@@ -205,7 +203,6 @@ def escape_verdict(
     return False, f"stayed (peak loss x{peak / max(start_loss, 1e-6):.3g}, sharpness {final_sharpness:.3g})"
 
 
-@torch_threads(1)
 def continuation_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Sweep run function of the escape experiments (Wu, Ma & E 2018, Sec. 4.4, Table 3 / Fig. 8; Fig. 9).
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._io import atomic_write_text
+from .._threads import torch_threads
 from ..errors import ConfigError, DataNotFoundError, unknown
 from ..runner.outcome import to_jsonable
 
@@ -182,7 +183,12 @@ class Experiment(ABC):
         seed: int = 0,
         progress: bool | None = None,
     ) -> ExperimentResult:
-        """Validate ``scale``, run :meth:`compute`, save and return the :class:`ExperimentResult`."""
+        """Validate ``scale``, run :meth:`compute`, save and return the :class:`ExperimentResult`.
+
+        The smoke and default scales run with one torch thread (their nets are too small to gain from
+        intra-op parallelism and a busy machine makes 2 threads several times slower; sweeps parallelise over
+        runs instead); the paper scale keeps torch's setting.
+        """
         if scale not in self.scales:
             raise unknown("scale", scale, self.scales)
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -190,7 +196,8 @@ class Experiment(ABC):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        findings = self.compute(RunContext(scale, out, workers, cluster, seed, progress))
+        with torch_threads(None if scale == "paper" else 1):
+            findings = self.compute(RunContext(scale, out, workers, cluster, seed, progress))
         result = ExperimentResult(
             name=self.name,
             title=self.title,

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..landscape import branching, load_flat, plot_mds, sgd_train_fn, trajectory_mds
-from ._theory2_common import LOSS, build_model, check_data, load_data, threads_for
+from ._theory2_common import LOSS, build_model, check_data, load_data
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 TOL = 0.02
@@ -137,10 +137,6 @@ class Theory2MdsBranching(Experiment):
     )
 
     def compute(self, ctx: RunContext) -> Findings:
-        with threads_for(ctx.scale):
-            return self._compute(ctx)
-
-    def _compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
         check_data(s["data"])
         ds = load_data(s["data"])

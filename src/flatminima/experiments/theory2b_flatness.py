@@ -31,7 +31,6 @@ from ._theory2_common import (
     collect,
     minimum_config,
     run_config,
-    threads_for,
     train_from_config,
 )
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
@@ -139,10 +138,6 @@ class Theory2bFlatness(Experiment):
     )
 
     def compute(self, ctx: RunContext) -> Findings:
-        with threads_for(ctx.scale):
-            return self._compute(ctx)
-
-    def _compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)

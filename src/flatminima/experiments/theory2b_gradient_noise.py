@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..noise import gradient_noise, plot_gradient_histograms
-from ._theory2_common import check_data, classifier_objective, run_config, threads_for, train_from_config
+from ._theory2_common import check_data, classifier_objective, run_config, train_from_config
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -78,10 +78,6 @@ class Theory2bGradientNoise(Experiment):
     )
 
     def compute(self, ctx: RunContext) -> Findings:
-        with threads_for(ctx.scale):
-            return self._compute(ctx)
-
-    def _compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
         check_data(s["data"])
         config = run_config(s["data"], {**s["model"], "seed": ctx.seed}, s["train"], ctx.seed)

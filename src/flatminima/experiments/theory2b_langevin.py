@@ -26,7 +26,6 @@ import torch
 
 from ..toys import basin_shares, degenerate_valley_potential, langevin_sample, two_basin_potential
 from ..toys.plots import plot_degenerate_histograms, plot_two_basin_histograms
-from ._theory2_common import threads_for
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -76,10 +75,6 @@ class Theory2bLangevin(Experiment):
     )
 
     def compute(self, ctx: RunContext) -> Findings:
-        with threads_for(ctx.scale):
-            return self._compute(ctx)
-
-    def _compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
         chains, steps = s["chains"], s["steps"]
         rows: list[ComparisonRow] = []

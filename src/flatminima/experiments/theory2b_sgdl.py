@@ -22,7 +22,7 @@ import numpy as np
 
 from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
-from ._theory2_common import check_data, collect, minimum_config, run_config, threads_for, train_from_config
+from ._theory2_common import check_data, collect, minimum_config, run_config, train_from_config
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -94,10 +94,6 @@ class Theory2bSGDL(Experiment):
     claim = "SGDL (SGD + Gaussian noise of constant power) reaches a validation error comparable to SGD's"
 
     def compute(self, ctx: RunContext) -> Findings:
-        with threads_for(ctx.scale):
-            return self._compute(ctx)
-
-    def _compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)

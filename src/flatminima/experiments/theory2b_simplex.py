@@ -31,7 +31,6 @@ from ._theory2_common import (
     minimum_config,
     run_config,
     save_theta,
-    threads_for,
     train_from_config,
 )
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
@@ -63,10 +62,6 @@ class Theory2bSimplex(Experiment):
     claim = "natural labels show a wider high-training-accuracy region over the simplex than random labels"
 
     def compute(self, ctx: RunContext) -> Findings:
-        with threads_for(ctx.scale):
-            return self._compute(ctx)
-
-    def _compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)

@@ -56,9 +56,7 @@ def _timed(sweep: Sweep, workers: int, root: Path) -> tuple[float, list[dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=32, help="multiple of 8 (lr x init scale x seeds)")
-    parser.add_argument(
-        "--steps", type=int, default=1000, help="GD steps per run (~2 s each: start-up amortized as in real sweeps)"
-    )
+    parser.add_argument("--steps", type=int, default=1000, help="GD steps per run (~2 s each, as real runs)")
     parser.add_argument("--width", type=int, default=256)
     args = parser.parse_args()
     base = {"n": 512, "d": 16, "width": args.width, "steps": args.steps, "lr": 0.05, "init_scale": 1.0}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 from typing import Any
@@ -98,19 +97,12 @@ def _quick_demo(out: Path, seed: int) -> None:
 
 def list_experiments() -> None:
     """List the reproducible experiments."""
-    try:
-        experiments = importlib.import_module("flatminima.experiments")
-    except ModuleNotFoundError as exc:
-        if exc.name != "flatminima.experiments":
-            raise
-        print("no experiments are available in this installation")
-        return
+    from .. import experiments
+
     names = experiments.available()
-    if not names:
-        print("no experiments registered yet")
-        return
     table = Table(title="reproducible experiments (flatminima reproduce NAME)")
-    for column in ("name", "paper", "title"):
+    table.add_column("name", no_wrap=True, min_width=max(map(len, names), default=4))
+    for column in ("paper", "title"):
         table.add_column(column)
     for name in names:
         exp = experiments.get(name)

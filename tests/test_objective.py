@@ -24,7 +24,7 @@ def test_value_grad_hvp_match_dense(tiny_mlp, tiny_data, loss, chunk_size):
     obj = Objective(tiny_mlp, loss=loss, x=x, y=y, chunk_size=chunk_size)
     out = tiny_mlp(x)
     ref = nn.MSELoss()(out, y) if loss == "mse" else nn.CrossEntropyLoss()(out, y)
-    assert obj.value() == pytest.approx(float(ref), rel=1e-12)
+    assert obj.value() == pytest.approx(ref.item(), rel=1e-12)
     ref_g = torch.autograd.grad(ref, list(tiny_mlp.parameters()))
     assert _rel(obj.grad(), torch.cat([g.reshape(-1) for g in ref_g])) < 1e-10
     h = dense_hessian(obj)
@@ -61,7 +61,7 @@ def test_bn_train_is_explicit_and_does_not_touch_buffers(tiny_convbn):
     tiny_convbn.train()
     ref = nn.MSELoss()(tiny_convbn(x), y)
     tiny_convbn[1].running_mean.copy_(before)
-    assert obj.value() == pytest.approx(float(ref), rel=1e-12)
+    assert obj.value() == pytest.approx(ref.item(), rel=1e-12)
     assert torch.equal(tiny_convbn[1].running_mean, before)
     with pytest.raises(ConfigError, match="bn='eval'"):
         obj.per_example_grads(x, y)

@@ -117,7 +117,7 @@ def test_custom_callable_loss(tiny_mlp, tiny_data):
         return (torch.cosh(out - t) - 1).sum(dim=1)
 
     obj = Objective(tiny_mlp, loss=huberish, x=x, y=y)
-    assert obj.value() == pytest.approx(float(huberish(tiny_mlp(x), y).mean()), rel=1e-12)
+    assert obj.value() == pytest.approx(huberish(tiny_mlp(x), y).mean().item(), rel=1e-12)
     v = torch.randn(obj.num_params, dtype=torch.float64)
     assert _rel(obj.hvp(v), dense_hessian(obj) @ v) < 1e-8
 

@@ -57,7 +57,7 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed of data subsets, initializations and noise."),
     scale: str = typer.Option("default", "--scale", help="smoke (seconds) | default (minutes)."),
     quick: bool = typer.Option(
-        False, "--quick", help="Only GD on digits at three learning rates with sharpness vs 2/lr (~1 min)."
+        False, "--quick", help="Only GD on digits at three learning rates with sharpness vs 2/lr (seconds)."
     ),
 ) -> None:
     """The main job on embedded data: GD sharpness vs 2/lr, SGD escape vs the stability test, flatness for

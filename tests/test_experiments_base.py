@@ -118,6 +118,9 @@ def test_paper_scale_without_data_raises_and_writes_nothing(toy: Experiment, tmp
     with pytest.raises(DataNotFoundError, match=r"paper-data\.npz"):
         toy.run("paper", tmp_path)
     assert not (tmp_path / "result.json").exists()
+    with pytest.raises(DataNotFoundError):
+        toy.run("paper", tmp_path / "new" / "dir")
+    assert not (tmp_path / "new" / "dir").exists()  # the directory it created is removed again
 
 
 def test_verdict_is_all_checked_rows_or_none() -> None:

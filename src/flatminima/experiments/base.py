@@ -194,10 +194,16 @@ class Experiment(ABC):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
         out = Path(out_dir)
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        with torch_threads(None if scale == "paper" else 1):
-            findings = self.compute(RunContext(scale, out, workers, cluster, seed, progress))
+        try:
+            with torch_threads(None if scale == "paper" else 1):
+                findings = self.compute(RunContext(scale, out, workers, cluster, seed, progress))
+        except BaseException:
+            if created and not any(out.iterdir()):  # leave nothing behind for input errors (missing data)
+                out.rmdir()
+            raise
         result = ExperimentResult(
             name=self.name,
             title=self.title,

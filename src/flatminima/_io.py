@@ -17,6 +17,9 @@ from typing import Any
 
 __all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "jsonable"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
@@ -31,6 +34,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; results get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -334,3 +334,25 @@ def show_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]
         console = Console(width=200)
     console.print(table)
     return atomic_write_text(path, f"# {title}\n\n" + markdown_table(headers, texts))
+
+
+def run_continuations(
+    ctx: Any, name: str, base: dict[str, Any], variants: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Run :func:`continuation_run` for every variant (a sweep in ``out_dir/continue``); return one dict per
+    run: the variant, its results and ``curves`` = {metric: (steps, values)}."""
+    from ..runner import Sweep
+
+    store = ctx.run_sweep(
+        Sweep(base, {"variant": variants}, name=f"{name}-continue"), continuation_run, subdir="continue"
+    )
+    outcomes = []
+    for rec in store.runs():
+        curves: dict[str, tuple[list[int], list[float]]] = {}
+        for m in store.metrics(rec.run_id):
+            steps, values = curves.setdefault(m["name"], ([], []))
+            steps.append(m["step"])
+            values.append(m["value"])
+        outcomes.append({**rec.config["variant"], **store.results(rec.run_id), "curves": curves})
+    store.close()
+    return outcomes

@@ -26,11 +26,11 @@ from ..runner import Sweep, run_dir
 from ._wu_common import (
     cell,
     check_scale,
-    continuation_run,
     data_config,
     load_dataset,
     minimum_run,
     model_config,
+    run_continuations,
     show_table,
 )
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
@@ -158,21 +158,7 @@ class WuEscape(Experiment):
             "seed": ctx.seed,
             "data_seed": 0,
         }
-        cstore = ctx.run_sweep(
-            Sweep(cbase, {"variant": variants}, name=f"{self.name}-continue"),
-            continuation_run,
-            subdir="continue",
-        )
-        outcomes = []
-        for rec in cstore.runs():
-            res = cstore.results(rec.run_id)
-            curves: dict[str, tuple[list[int], list[float]]] = {}
-            for m in cstore.metrics(rec.run_id):
-                steps, values = curves.setdefault(m["name"], ([], []))
-                steps.append(m["step"])
-                values.append(m["value"])
-            outcomes.append({**rec.config["variant"], **res, "curves": curves})
-        cstore.close()
+        outcomes = run_continuations(ctx, self.name, cbase, variants)
 
         rows, table = self._rows(starts, outcomes, eta0)
         headers = [

@@ -21,11 +21,11 @@ from ..report.figures import new_figure, save_figure
 from ..runner import Sweep, run_dir
 from ._wu_common import (
     check_scale,
-    continuation_run,
     data_config,
     load_dataset,
     minimum_run,
     model_config,
+    run_continuations,
     show_table,
 )
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
@@ -135,18 +135,7 @@ class WuLbfgs(Experiment):
             "set": "corrupted",
             "data_seed": 0,
         }
-        cstore = ctx.run_sweep(
-            Sweep(cbase, {"variant": variants}, name=f"{self.name}-continue"),
-            continuation_run,
-            subdir="continue",
-        )
-        outcomes = []
-        for crec in cstore.runs():
-            res = cstore.results(crec.run_id)
-            sharp = cstore.metrics(crec.run_id, "sharpness")
-            loss = cstore.metrics(crec.run_id, "train_loss")
-            outcomes.append({**crec.config["variant"], **res, "sharp": sharp, "loss": loss})
-        cstore.close()
+        outcomes = run_continuations(ctx, self.name, cbase, variants)
         table = [["L-BFGS", "-", a0, start["non_uniformity"], start["train_loss"], start["test_acc"], "-"]]
         for o in outcomes:
             final = o["final_sharpness"]
@@ -200,8 +189,8 @@ class WuLbfgs(Experiment):
     def _plot(outcomes: list[dict[str, Any]], a0: float, lr: float, ctx: RunContext) -> str:
         fig, (ax_l, ax_a) = new_figure(1, 2, width=4.0, height=3.2)
         for o in outcomes:
-            ax_l.plot([m["step"] for m in o["loss"]], [m["value"] for m in o["loss"]], label=o["label"])
-            ax_a.plot([m["step"] for m in o["sharp"]], [m["value"] for m in o["sharp"]], label=o["label"])
+            ax_l.plot(*o["curves"].get("train_loss", ([], [])), label=o["label"])
+            ax_a.plot(*o["curves"].get("sharpness", ([], [])), label=o["label"])
         ax_a.axhline(2 / lr, color="k", ls="--", lw=1, label="2/eta")
         ax_a.axhline(a0, color="gray", ls=":", lw=1, label="L-BFGS minimum")
         ax_l.set(yscale="log", xlabel="iteration", ylabel="training loss", title="from the L-BFGS minimum")

@@ -25,6 +25,7 @@ import torch
 import typer
 
 from ..errors import ConfigError, unknown
+from .measure_probes import objective_from_options
 
 __all__ = ["app", "register"]
 
@@ -39,15 +40,6 @@ def _load_run(path: str) -> Any:
     from ..training import load_run
 
     return load_run(path)
-
-
-def _objective(run: Any, n: int | None, chunk_size: int | None):
-    obj = run.objective(split="train", chunk_size=chunk_size)
-    if n is not None:
-        if not 1 <= n <= obj.n:
-            raise ConfigError(f"--n must be in [1, {obj.n}], got {n}")
-        obj = obj.subset(list(range(n)))
-    return obj
 
 
 def _theta_of(obj, run: Any) -> torch.Tensor:
@@ -116,7 +108,7 @@ def slice_cmd(
     if directions not in DIRECTIONS:
         raise unknown("slice directions", directions, DIRECTIONS)
     first = _load_run(run[0])
-    obj = _objective(first, n, chunk_size)
+    obj = objective_from_options(first, {"n": n, "chunk_size": chunk_size})
     store = out / "slice.npz"
     if len(run) == 2:
         other = _theta_of(obj, _load_run(run[1]))
@@ -170,7 +162,7 @@ def simplex_cmd(
     if what not in ("accuracy", "loss"):
         raise unknown("simplex quantity", what, ("accuracy", "loss"))
     runs = [_load_run(r) for r in run]
-    obj = _objective(runs[0], n, chunk_size)
+    obj = objective_from_options(runs[0], {"n": n, "chunk_size": chunk_size})
     res = simplex_interpolation(obj, [_theta_of(obj, r) for r in runs], resolution=resolution)
     png = plot_simplex(res, out / "simplex.png", what=what)
     written = _write(out, "simplex", {"runs": list(run), **res.to_dict()})
@@ -193,7 +185,7 @@ def mds_cmd(
     obj = None
     for r in run:
         loaded = _load_run(r)
-        obj = _objective(loaded, n, chunk_size)
+        obj = objective_from_options(loaded, {"n": n, "chunk_size": chunk_size})
         st, traj = _trajectory(obj, loaded)
         _, acc = evaluate_points(obj, traj)
         errors += (1.0 - acc).tolist()

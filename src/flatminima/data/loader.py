@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from .._kwargs import check_kwargs
 from ..errors import ConfigError, unknown
 from . import embedded, files
 from . import transforms as T
-from ._kwargs import check_kwargs
 from .dataset import Dataset, Split
 from .raw import RawData
 from .request import SourceRequest

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data._kwargs import check_kwargs
+from .._kwargs import check_kwargs
 from ..errors import ConfigError, unknown
 from . import conv, fc, resnet
 from .activations import make_activation

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def check_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any], what: str, skip: int = 0) -> None:

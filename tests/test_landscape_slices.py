@@ -65,14 +65,15 @@ def test_evaluate_points_matches_one_at_a_time(tiny_mlp: nn.Module) -> None:
     np.testing.assert_array_equal(acc, ref_a)
 
 
+@pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("net_fixture", ["tiny_mlp", "tiny_convbn"])
-def test_plane_fast_path_matches_reference(net_fixture: str, request) -> None:
+def test_plane_fast_path_matches_reference(net_fixture: str, stream: bool, request) -> None:
     net = request.getfixturevalue(net_fixture)
     shape = (4,) if net_fixture == "tiny_mlp" else (1, 4, 4)
     obj = _classification(net, shape=shape)
     dirs = random_directions(obj, 2, seed=1, bias_bn="weights")
     coords = np.array([[0.0, 0.0], [0.5, -0.2], [-1.0, 1.0], [0.1, 0.3], [2.0, 0.0]])
-    fast = evaluate_plane(obj, obj.theta, dirs, coords, batch_points=2)
+    fast = evaluate_plane(obj, obj.theta, dirs, coords, batch_points=2, stream=stream)
     slow = evaluate_plane(obj, obj.theta, dirs, coords, batch_points=2, fast=False)
     ref = _reference(obj, obj.theta + torch.as_tensor(coords) @ dirs)
     np.testing.assert_allclose(fast[0], ref[0], rtol=1e-10)
@@ -80,7 +81,8 @@ def test_plane_fast_path_matches_reference(net_fixture: str, request) -> None:
     np.testing.assert_array_equal(fast[1], ref[1])
 
 
-def test_plane_fast_path_with_partial_selection(tiny_mlp: nn.Module) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_plane_fast_path_with_partial_selection(tiny_mlp: nn.Module, stream: bool) -> None:
     obj = Objective(
         tiny_mlp,
         "cross_entropy",
@@ -90,7 +92,7 @@ def test_plane_fast_path_with_partial_selection(tiny_mlp: nn.Module) -> None:
     )  # first-layer bias held fixed
     dirs = torch.randn(2, obj.num_params, dtype=torch.float64)
     coords = np.array([[0.3, 0.1], [-0.4, 0.9]])
-    fast = evaluate_plane(obj, obj.theta, dirs, coords)
+    fast = evaluate_plane(obj, obj.theta, dirs, coords, stream=stream)
     slow = evaluate_plane(obj, obj.theta, dirs, coords, fast=False)
     np.testing.assert_allclose(fast[0], slow[0], rtol=1e-10)
 
@@ -213,7 +215,8 @@ def test_interpolation_and_bn_recompute(tiny_convbn: nn.Module) -> None:
         interpolate(_quadratic_obj()[0], torch.zeros(5), torch.ones(5), bn_recompute=True)
 
 
-def test_chain_path_with_mse_onehot_and_activations() -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_chain_path_with_mse_onehot_and_activations(stream: bool) -> None:
     torch.manual_seed(5)
     net = nn.Sequential(
         nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4, bias=False), nn.GELU(), nn.Linear(4, 3)
@@ -224,7 +227,7 @@ def test_chain_path_with_mse_onehot_and_activations() -> None:
     obj = Objective(net, "mse", x, nn.functional.one_hot(labels, 3).double(), chunk_size=4)
     dirs = torch.randn(2, obj.num_params, generator=g, dtype=torch.float64)
     coords = np.array([[0.0, 0.0], [0.2, -0.7], [1.0, 0.5]])
-    fast = evaluate_plane(obj, obj.theta, dirs, coords)
+    fast = evaluate_plane(obj, obj.theta, dirs, coords, stream=stream)
     thetas = obj.theta + torch.as_tensor(coords) @ dirs
     np.testing.assert_allclose(fast[0], [obj.value(t) for t in thetas], rtol=1e-10)
     acc = [float((obj.outputs(t).argmax(1) == labels).double().mean()) for t in thetas]
@@ -254,7 +257,8 @@ def test_batched_evaluation_rejects_bad_input(tiny_convbn: nn.Module) -> None:
         evaluate_points(train_bn, obj.theta.unsqueeze(0))
 
 
-def test_chain_path_with_polyrelu() -> None:
+@pytest.mark.parametrize("stream", [True, False])
+def test_chain_path_with_polyrelu(stream: bool) -> None:
     from flatminima.models import PolyReLU
 
     torch.manual_seed(6)
@@ -263,4 +267,6 @@ def test_chain_path_with_polyrelu() -> None:
     dirs = torch.randn(2, obj.num_params, dtype=torch.float64)
     coords = np.array([[0.1, 0.2], [-0.3, 0.4]])
     ref = _reference(obj, obj.theta + torch.as_tensor(coords) @ dirs)
-    np.testing.assert_allclose(evaluate_plane(obj, obj.theta, dirs, coords)[0], ref[0], rtol=1e-10)
+    np.testing.assert_allclose(
+        evaluate_plane(obj, obj.theta, dirs, coords, stream=stream)[0], ref[0], rtol=1e-10
+    )

@@ -38,6 +38,7 @@ def _import_experiment_modules() -> list[str]:
         importlib.import_module(f"{__name__}.{name}")
     return names
 
+
 __all__ = [
     "REGISTRY",
     "RESULT_FILE",

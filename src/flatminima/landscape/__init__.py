@@ -11,7 +11,7 @@ from .directions import (
     random_unit_directions,
     selection_mask,
 )
-from .evaluate import class_labels, evaluate_plane, evaluate_points
+from .evaluate import PlaneFn, class_labels, evaluate_plane, evaluate_points, plane_evaluator
 from .mds import MDSResult, classical_mds, cosine_dissimilarity, euclidean_distances, trajectory_mds
 from .plots import plot_mds, plot_simplex, plot_slice, plot_surface
 from .radius import flatness_radius, radii_along
@@ -27,6 +27,7 @@ __all__ = [
     "GridStore",
     "MDSResult",
     "PCADirections",
+    "PlaneFn",
     "SimplexResult",
     "Slice",
     "TrainFn",
@@ -49,6 +50,7 @@ __all__ = [
     "load_flat",
     "pca_directions",
     "perturb",
+    "plane_evaluator",
     "plot_mds",
     "plot_simplex",
     "plot_slice",

@@ -16,13 +16,18 @@ so the first layer is computed once per direction (k + 1 passes in total) instea
 point only pays for the layers above it. When those layers (or, in :func:`evaluate_points`, the whole network)
 are a chain of ``nn.Linear``, ``nn.Flatten`` and element-wise activations, the points of a batch run through
 them as one ``baddbmm`` per layer (bias fused, activations in place) instead of through vmap's generic
-batching rules (fewer temporaries: faster on CPU); anything else (convolutions, BatchNorm, ...) goes through
-vmap. Values agree with the direct evaluation up to float rounding.
+batching rules (fewer temporaries); anything else (convolutions, BatchNorm, ...) goes through vmap.
+
+On a CPU a plane's Linear chain is instead *streamed*: one point at a time, every layer's weights W(c), bias
+and output written into buffers allocated once (``addmm(out=)``), so the working set of a point (a few MB)
+stays in cache; a batch of points would spill [B, m, width] temporaries to memory and cost an extra pass
+per layer. Measured on the 51 x 51 benchmark (``benchmarks/bench_slice.py``): 8.4 vs 9.3-11.8 ms per point
+on one thread. Values agree with the direct evaluation up to float rounding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +37,7 @@ from torch.func import functional_call, vmap
 from ..errors import ConfigError
 from ..objective import Objective
 
-__all__ = ["class_labels", "evaluate_plane", "evaluate_points", "plane_points"]
+__all__ = ["PlaneFn", "class_labels", "evaluate_plane", "evaluate_points", "plane_evaluator", "plane_points"]
 
 _AFFINE_FIRST = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Cap on the memory of the cached first-layer outputs (bytes); above it they are recomputed per point batch.
@@ -154,6 +159,60 @@ def _first_layer_split(obj: Objective) -> tuple[int, str] | None:
     return None
 
 
+PlaneFn = Callable[[np.ndarray | Sequence[Sequence[float]]], tuple[np.ndarray, np.ndarray]]
+
+
+def plane_evaluator(
+    obj: Objective,
+    origin: Tensor,
+    directions: Tensor,
+    batch_points: int = 16,
+    labels: Tensor | None = None,
+    fast: bool = True,
+    stream: bool | None = None,
+) -> PlaneFn:
+    """A function ``coords [m, k] -> (loss [m], accuracy [m])`` on the plane theta(c) = origin + sum c_k d_k.
+
+    The per-plane work (stacked weights and directions, the first layer's k + 1 passes over the data) is done
+    once, at the first call, and reused by later calls: a grid evaluated row by row pays it once.
+    With ``fast=True`` and an ``nn.Sequential`` whose first parametrized module is Linear/Conv, the first
+    layer's output is assembled from those passes (see the module docstring); otherwise (or with
+    ``fast=False``) the points are built explicitly and evaluated by :func:`evaluate_points`. ``stream``
+    chooses how a Linear chain above the first layer runs: one point at a time through preallocated buffers
+    (``True``; the default on CPU) or ``batch_points`` points per batched matmul (``False``; the default on
+    other devices, where one large kernel beats many small launches).
+    """
+    _check_eval(obj, batch_points)
+    directions = directions.to(obj.device, obj.dtype)
+    origin = origin.to(obj.device, obj.dtype)
+    if directions.dim() != 2 or directions.shape[1] != obj.num_params:
+        raise ConfigError(f"directions must have shape [k, {obj.num_params}], got {tuple(directions.shape)}")
+    split = _first_layer_split(obj) if fast else None
+    fast_fn = None
+    if split is not None:
+        fast_fn = _plane_fast(obj, origin, directions, batch_points, labels, split,
+                              obj.device.type == "cpu" if stream is None else stream)  # fmt: skip
+
+    def evaluate(coords: np.ndarray | Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+        coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
+        if coords.ndim != 2 or coords.shape[1] != directions.shape[0]:
+            raise ConfigError(
+                f"coords must have shape [m, {directions.shape[0]}] (one column per direction), "
+                f"got {coords.shape}"
+            )
+        if fast_fn is not None:
+            return fast_fn(coords)
+        out_l, out_a = [], []
+        for start in range(0, len(coords), 4 * batch_points):  # bound the [m, p] buffer of explicit points
+            thetas = plane_points(origin, directions, coords[start : start + 4 * batch_points])
+            l_, a_ = evaluate_points(obj, thetas, batch_points, labels)
+            out_l.append(l_)
+            out_a.append(a_)
+        return np.concatenate(out_l), np.concatenate(out_a)
+
+    return evaluate
+
+
 def evaluate_plane(
     obj: Objective,
     origin: Tensor,
@@ -162,36 +221,11 @@ def evaluate_plane(
     batch_points: int = 16,
     labels: Tensor | None = None,
     fast: bool = True,
+    stream: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Loss and accuracy at theta(c) = origin + sum_k c_k d_k for each row c of ``coords`` ``[m, k]``.
-
-    With ``fast=True`` and an ``nn.Sequential`` whose first parametrized module is Linear/Conv, the first
-    layer's output is assembled from k + 1 precomputed passes (see the module docstring); otherwise (or with
-    ``fast=False``) the points are built explicitly and evaluated by :func:`evaluate_points`.
-    """
-    _check_eval(obj, batch_points)
-    coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
-    directions = directions.to(obj.device, obj.dtype)
-    origin = origin.to(obj.device, obj.dtype)
-    if (
-        directions.dim() != 2
-        or directions.shape[1] != obj.num_params
-        or directions.shape[0] != coords.shape[1]
-    ):
-        raise ConfigError(
-            f"directions {tuple(directions.shape)} and coords {coords.shape} do not match num_params="
-            f"{obj.num_params}"
-        )
-    split = _first_layer_split(obj) if fast else None
-    if split is None:
-        out_l, out_a = [], []
-        for start in range(0, len(coords), 4 * batch_points):  # bound the [m, p] buffer of explicit points
-            thetas = plane_points(origin, directions, coords[start : start + 4 * batch_points])
-            l_, a_ = evaluate_points(obj, thetas, batch_points, labels)
-            out_l.append(l_)
-            out_a.append(a_)
-        return np.concatenate(out_l), np.concatenate(out_a)
-    return _plane_fast(obj, origin, directions, coords, batch_points, labels, split)
+    """Loss and accuracy at theta(c) = origin + sum_k c_k d_k for each row c of ``coords`` ``[m, k]``:
+    ``plane_evaluator(obj, origin, directions, ...)(coords)`` (see :func:`plane_evaluator`)."""
+    return plane_evaluator(obj, origin, directions, batch_points, labels, fast, stream)(coords)
 
 
 # Parameter-free modules that act element-wise (shape preserving) in the batched chain executor.
@@ -268,11 +302,11 @@ def _plane_fast(
     obj: Objective,
     origin: Tensor,
     directions: Tensor,
-    coords: np.ndarray,
     batch_points: int,
     labels: Tensor | None,
     split: tuple[int, str],
-) -> tuple[np.ndarray, np.ndarray]:
+    stream: bool,
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     model: nn.Sequential = obj.model  # type: ignore[assignment]
     index, first_name = split
     head, first, rest = model[:index], model[index], model[index + 1 :]
@@ -294,6 +328,7 @@ def _plane_fast(
     dirs = [full(d, True) for d in directions]
     # Per rest parameter: stack [W0, D_1, ..., D_k] so that W(c) = W0 + sum_j c_j D_j is one small matmul.
     stacks = {k: torch.stack([base[k], *[d[k] for d in dirs]]) for k in rest_params}
+    chunks = list(obj.chunks())
 
     def first_outputs(x: Tensor) -> Tensor:
         hx = head(x)
@@ -307,33 +342,109 @@ def _plane_fast(
         return _reduce(obj, outputs, y, lab)
 
     chain = _chain_ok(rest)
-    was_training = model.training
-    model.train(False)
-    try:
-        with torch.no_grad():
-            chunks = list(obj.chunks())
-            per = first_outputs(chunks[0][0][:1])[0].numel()  # first-layer output size of one example
-            cache_ok = per * obj.n * (len(dirs) + 1) * obj.x.element_size() <= _CACHE_BYTES
-            cached = [first_outputs(x) for x, _ in chunks] if cache_ok else None
-            c_all = torch.as_tensor(coords, dtype=obj.dtype, device=obj.device)
-            losses, accs = [], []
-            for start in range(0, len(coords), batch_points):
-                c = c_all[start : start + batch_points]
-                c1 = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)  # [B, k + 1]: (1, c)
-                params = {k: torch.tensordot(c1, v, dims=1) for k, v in stacks.items()}
-                tot_l = torch.zeros(len(c), dtype=obj.dtype, device=obj.device)
-                tot_c = torch.zeros_like(tot_l)
-                for j, ((x, y), lab) in enumerate(zip(chunks, chunk_labels, strict=True)):
-                    u = cached[j] if cached is not None else first_outputs(x)
-                    z = torch.tensordot(c1, u, dims=1)  # [B, m, ...] first-layer outputs of every point
-                    if chain:
-                        l_, c_ = _chain_totals(obj, _run_chain(rest, params, z), y, lab)
-                    else:
-                        l_, c_ = vmap(rest_point, in_dims=(0, 0, None, None))(params, z, y, lab)
-                    tot_l += l_
-                    tot_c += c_
-                losses.append(tot_l / obj.n)
-                accs.append(tot_c / obj.n)
-    finally:
-        model.train(was_training)
-    return _finish(losses, accs, labels)
+    cache: list[list[Tensor] | None] = []  # [cached first-layer outputs per chunk, or None], filled once
+
+    def batched(coords: np.ndarray, cached: list[Tensor] | None) -> tuple[np.ndarray, np.ndarray]:
+        c_all = torch.as_tensor(coords, dtype=obj.dtype, device=obj.device)
+        losses, accs = [], []
+        for start in range(0, len(coords), batch_points):
+            c = c_all[start : start + batch_points]
+            c1 = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)  # [B, k + 1]: (1, c)
+            params = {k: torch.tensordot(c1, v, dims=1) for k, v in stacks.items()}
+            tot_l = torch.zeros(len(c), dtype=obj.dtype, device=obj.device)
+            tot_c = torch.zeros_like(tot_l)
+            for j, ((x, y), lab) in enumerate(zip(chunks, chunk_labels, strict=True)):
+                u = cached[j] if cached is not None else first_outputs(x)
+                z = torch.tensordot(c1, u, dims=1)  # [B, m, ...] first-layer outputs of every point
+                if chain:
+                    l_, c_ = _chain_totals(obj, _run_chain(rest, params, z), y, lab)
+                else:
+                    l_, c_ = vmap(rest_point, in_dims=(0, 0, None, None))(params, z, y, lab)
+                tot_l += l_
+                tot_c += c_
+            losses.append(tot_l / obj.n)
+            accs.append(tot_c / obj.n)
+        return _finish(losses, accs, labels)
+
+    def evaluate(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        was_training = model.training
+        model.train(False)
+        try:
+            with torch.no_grad():
+                if not cache:
+                    per = first_outputs(chunks[0][0][:1])[0].numel()  # first-layer output size, one example
+                    cache_ok = per * obj.n * (len(dirs) + 1) * obj.x.element_size() <= _CACHE_BYTES
+                    cache.append([first_outputs(x) for x, _ in chunks] if cache_ok else None)
+                if chain and stream:
+                    labs = (labels, chunk_labels)
+                    return _stream_chain(obj, rest, stacks, coords, chunks, labs, cache[0], first_outputs)
+                return batched(coords, cache[0])
+        finally:
+            model.train(was_training)
+
+    return evaluate
+
+
+def _combine_(out: Tensor, stack: Tensor, c: Sequence[float]) -> Tensor:
+    """out <- stack[0] + sum_j c_j stack[j + 1], in place (no temporaries)."""
+    torch.add(stack[0], stack[1], alpha=c[0], out=out)
+    for cj, s in zip(c[1:], stack[2:], strict=True):
+        out.add_(s, alpha=cj)
+    return out
+
+
+def _stream_chain(
+    obj: Objective,
+    rest: nn.Sequential,
+    stacks: dict[str, Tensor],
+    coords: np.ndarray,
+    chunks: list[tuple[Tensor, Tensor]],
+    labels: tuple[Tensor | None, list[Tensor | None]],
+    cached: list[Tensor] | None,
+    first_outputs: Callable[[Tensor], Tensor],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate a plane's Linear chain point by point in preallocated buffers (see the module docstring).
+
+    Per point c: W(c) = W0 + sum_j c_j D_j for every parameter of ``rest`` (``stacks[k]`` = [W0, D_1, ...]),
+    the first-layer output u(c) = u_0 + sum_j c_j u_j, then each Linear as ``addmm(out=)`` into its own
+    buffer and ReLU in place; other element-wise modules allocate as usual. ``labels`` = (all labels, labels
+    per chunk).
+    """
+    all_labels, chunk_labels = labels
+    weights = {k: torch.empty_like(v[0]) for k, v in stacks.items()}
+    outs: dict[tuple[str, int], Tensor] = {}  # per (Linear, chunk length): the layer's output buffer
+    first_buf: dict[int, Tensor] = {}
+    tot_l = torch.zeros(len(coords), dtype=obj.dtype, device=obj.device)
+    tot_c = torch.zeros_like(tot_l)
+    for i, c in enumerate(coords.tolist()):
+        done: set[str] = set()  # parameters of this point already written (each right before first use)
+
+        def param(k: str, c: list[float] = c, done: set[str] = done) -> Tensor:
+            if k not in done:
+                _combine_(weights[k], stacks[k], c)
+                done.add(k)
+            return weights[k]
+
+        for j, ((x, y), lab) in enumerate(zip(chunks, chunk_labels, strict=True)):
+            u = cached[j] if cached is not None else first_outputs(x)
+            if j not in first_buf:
+                first_buf[j] = torch.empty_like(u[0])
+            z = _combine_(first_buf[j], u, c)
+            for name, m in rest.named_children():
+                if isinstance(m, nn.Linear):
+                    key = (name, len(z))
+                    if key not in outs:
+                        outs[key] = z.new_empty(len(z), m.out_features)
+                    w = param(f"{name}.weight").t()
+                    b = param(f"{name}.bias") if f"{name}.bias" in stacks else None
+                    z = torch.mm(z, w, out=outs[key]) if b is None else torch.addmm(b, z, w, out=outs[key])
+                elif isinstance(m, nn.Flatten):
+                    z = z.flatten(1)
+                elif isinstance(m, nn.ReLU):
+                    z = z.relu_()
+                elif not isinstance(m, (nn.Identity, nn.Dropout)):
+                    z = m(z)
+            l_, c_ = _reduce(obj, z, y, lab)
+            tot_l[i] += l_
+            tot_c[i] += c_
+    return _finish([tot_l / obj.n], [tot_c / obj.n], all_labels)

@@ -1,7 +1,7 @@
 """1-D and 2-D slices of the training loss (Li et al. 2018; Goodfellow et al. 2015 for interpolation).
 
-A slice evaluates I(origin + a d1 [+ b d2]) on a grid. All points of a grid row are evaluated in batches
-(:func:`evaluate_plane`: vmap over parameter vectors, first layer assembled from precomputed passes), and each
+A slice evaluates I(origin + a d1 [+ b d2]) on a grid, row by row, with one :func:`plane_evaluator` per grid
+(first layer assembled from precomputed passes; Linear chains streamed point by point on CPU), and each
 finished row is written to the optional ``store`` file (:class:`GridStore`), so an interrupted 51 x 51 grid
 resumes where it stopped. Directions come from :mod:`.directions` (filter-normalized random, top Hessian
 eigenvectors, PCA of a trajectory); :func:`interpolate` is the 1-D segment w(alpha) = (1 - alpha) w_a + alpha
@@ -23,7 +23,7 @@ from .._io import atomic_write_json
 from .._progress import progress_bar
 from ..errors import ConfigError
 from ..objective import Objective
-from .evaluate import class_labels, evaluate_plane
+from .evaluate import class_labels, plane_evaluator
 from .store import GridStore, fingerprint
 
 __all__ = ["Slice", "interpolate", "slice_1d", "slice_2d"]
@@ -77,10 +77,11 @@ def _grid(
     xs = grid.axes[0]
     rows = grid.axes[1] if len(axes) > 1 else np.zeros(1)
     todo = np.flatnonzero(~grid.done)
+    evaluate = plane_evaluator(obj, origin, directions, batch_points=batch_points)  # set up once per grid
     with progress_bar(len(todo), f"{kind} slice") as bar:
         for row in todo:
             coords = np.stack([xs, np.full_like(xs, rows[row])], axis=1)[:, : len(axes)]
-            loss, acc = evaluate_plane(obj, origin, directions, coords, batch_points=batch_points)
+            loss, acc = evaluate(coords)
             grid.put_row(int(row), loss, acc)
             bar.advance()
     if len(axes) == 1:

@@ -2,7 +2,12 @@
 
 One Entropy-SGD step makes L forward/backward passes plus the SGLD and averaging vector updates; the baseline
 is (L + 1) steps of ``torch.optim.SGD`` (zero_grad, forward, backward, step), so the ratio measures our
-per-step overhead. Usage: ``python benchmarks/bench_entropy_sgd.py [--L 20] [--repeats 5] [--threads 2]``.
+per-step overhead. With thermal noise (temperature > 0) the step also draws L x (number of weights) Gaussians;
+with ``seed=`` they are drawn one inner step ahead in a background thread (``GaussianNoise(ahead=)``), which
+hides them when a core is free for that thread (``--threads 1`` on a 2-core machine) and cannot when every
+core already computes. Usage:
+``python benchmarks/bench_entropy_sgd.py [--L 20] [--repeats 7] [--threads 2] [--model mlp|lenet]``;
+``FLATMINIMA_NOISE_THREAD=0`` draws the noise synchronously instead.
 """
 
 from __future__ import annotations
@@ -16,9 +21,16 @@ from torch import nn
 from flatminima.optim import EntropySGD
 
 
-def _model() -> nn.Module:
+def _model(name: str) -> tuple[nn.Module, tuple[int, ...], str]:
+    """The network, its input shape and a description: ``mlp`` (the default; 648k weights and little work
+    per weight, the worst case for the thermal noise) or ``lenet`` (the thesis's MNIST LeNet, 131k)."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, 10))
+    if name == "lenet":
+        from flatminima.models import build
+
+        return build("lenet", input_shape=(1, 28, 28), num_classes=10), (1, 28, 28), "LeNet (thesis, MNIST)"
+    net = nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 500), nn.ReLU(), nn.Linear(500, 10))
+    return net, (784,), "784-500-500-10 MLP"
 
 
 def _interleaved_best(fns: list, repeats: int, reset) -> list[float]:
@@ -44,12 +56,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", choices=["mlp", "lenet"], default="mlp")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(args.batch, 784, generator=g), torch.randint(0, 10, (args.batch,), generator=g)
+    model, shape, label = _model(args.model)
+    x, y = torch.randn(args.batch, *shape, generator=g), torch.randint(0, 10, (args.batch,), generator=g)
 
-    model = _model()
     init = {k: v.clone() for k, v in model.state_dict().items()}
 
     def closure() -> torch.Tensor:
@@ -90,7 +103,7 @@ def main() -> None:
         args.repeats,
         lambda: model.load_state_dict(init),
     )
-    print(f"model 784-500-500-10 MLP, batch {args.batch}, L = {args.L}, threads {args.threads}")
+    print(f"model {label}, batch {args.batch}, L = {args.L}, threads {args.threads}")
     print(f"(L+1) SGD steps: {t_sgd * 1e3:.1f} ms")
     print(
         f"Entropy-SGD step, temperature 0 (minibatch noise only, thesis 4.6.1 / Ch. 5): {t0 * 1e3:.1f} ms"

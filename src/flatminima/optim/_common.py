@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -79,32 +82,128 @@ def gaussian_like(t: Tensor, generator: torch.Generator | None) -> Tensor:
     return out.to(t.device)
 
 
-class GaussianNoise:
-    """Adds ``scale * N(0, I)`` to a fixed list of tensors, drawing all entries with one ``normal_`` call
-    into a preallocated flat buffer (one kernel launch and no allocation per step). Falls back to one draw
-    per tensor when the tensors differ in dtype/device or the generator lives on another device."""
+_WORKER: tuple[int, ThreadPoolExecutor] | None = None
 
-    def __init__(self, tensors: Sequence[Tensor], generator: torch.Generator | None) -> None:
+
+def _noise_worker() -> ThreadPoolExecutor:
+    """The process's background thread for drawing noise ahead (created lazily; recreated after a fork)."""
+    global _WORKER
+    if _WORKER is None or _WORKER[0] != os.getpid():
+        _WORKER = (os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="flatminima-noise"))
+    return _WORKER[1]
+
+
+def noise_ahead_possible(generator: torch.Generator | None) -> bool:
+    """Whether noise may be drawn ahead in a background thread: a CPU ``generator`` that nothing else uses
+    (the caller's promise; an optimizer's own ``seed=`` generator), more than one core, and
+    ``FLATMINIMA_NOISE_THREAD`` not set to ``0``."""
+    return (
+        generator is not None
+        and generator.device.type == "cpu"
+        and (os.cpu_count() or 1) > 1
+        and os.environ.get("FLATMINIMA_NOISE_THREAD", "1") != "0"
+    )
+
+
+class GaussianNoise:
+    """Draws ``N(0, I)`` shaped like a fixed list of tensors (:meth:`next`) or adds ``scale`` times it to
+    them (:meth:`add_`), drawing all entries with one ``normal_`` call into a preallocated flat buffer (one
+    kernel launch and no allocation per step). Falls back to one draw per tensor when the tensors differ in
+    dtype/device or the generator lives on another device. ``then(noise)``, if given, post-processes every
+    draw in place (e.g. scale and shift it) before it is handed out.
+
+    ``ahead=k`` (k > 1, CPU tensors, a generator for this object's exclusive use): the k draws of a loop
+    (with ``then``) are made in a background thread one step ahead, into two alternating buffers, so that
+    drawing the next noise overlaps the caller's gradient computation instead of following it. The draws
+    are the same ``normal_`` calls on the same generator in the same order, so the numbers (and the
+    generator's state afterwards) are bit-identical to drawing synchronously. Use as a context manager (or
+    call :meth:`close`) so that a loop that stops early waits for the draw in flight.
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[Tensor],
+        generator: torch.Generator | None,
+        ahead: int = 0,
+        then: Callable[[list[Tensor]], object] | None = None,
+    ) -> None:
         self.tensors = list(tensors)
         self.generator = generator
+        self.then = then
         first = self.tensors[0]
         same = all(t.dtype == first.dtype and t.device == first.device for t in self.tensors)
         on_device = generator is None or generator.device == first.device
         self.views: list[Tensor] | None = None
+        self._future: Future | None = None
+        self._left = 0
         if same and on_device:
             sizes = [t.numel() for t in self.tensors]
             self.flat = torch.empty(sum(sizes), dtype=first.dtype, device=first.device)
             self.views = [v.view_as(t) for v, t in zip(self.flat.split(sizes), self.tensors, strict=True)]
+            if ahead > 1 and first.device.type == "cpu" and noise_ahead_possible(generator):
+                spare = torch.empty_like(self.flat)
+                self._buffers = [(self.flat, self.views), (spare, [v.view_as(t) for v, t in
+                                 zip(spare.split(sizes), self.tensors, strict=True)])]  # fmt: skip
+                self._left = ahead
+                self._submit()
 
-    def add_(self, scale: float) -> None:
-        if scale == 0.0:
-            return
+    def _fill(self, flat: Tensor, views: list[Tensor]) -> None:
+        flat.normal_(generator=self.generator)
+        if self.then is not None:
+            self.then(views)
+
+    def _submit(self) -> None:
+        """Start the next announced draw into the buffer not being read; swap the two."""
+        self._buffers.reverse()
+        if self._left:
+            self._left -= 1
+            self._future = _noise_worker().submit(self._fill, *self._buffers[0])
+
+    def next(self) -> list[Tensor]:
+        """The next draw (after ``then``), shaped like the tensors; valid until the following call."""
+        if self._future is not None:
+            self._future.result()
+            self._future = None
+            views = self._buffers[0][1]
+            self._submit()  # the following draw goes into the other buffer while this one is used
+            return views
         if self.views is None:
             noise = [gaussian_like(t, self.generator) for t in self.tensors]
+            if self.then is not None:
+                self.then(noise)
+            return noise
+        self._fill(self.flat, self.views)
+        return self.views
+
+    def add_(self, scale: float) -> None:
+        """tensors += scale * (next draw); nothing is drawn when ``scale == 0``."""
+        if scale != 0.0:
+            torch._foreach_add_(self.tensors, self.next(), alpha=scale)
+
+    def close(self) -> None:
+        """Wait for a draw still in flight (after a loop that stopped before its last step)."""
+        if self._future is not None:
+            self._future.result()
+            self._future = None
+
+    def __enter__(self) -> GaussianNoise:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def scale_shift_(n: Sequence[Tensor], k: float, x: Sequence[Tensor]) -> None:
+    """In place n <- k n + x, tensor by tensor, without torch's intra-op thread pool: float32/64 CPU tensors
+    go through numpy (serial, GIL released), so it may run in the noise thread without starting a second
+    OpenMP team that would compete with the caller's; other tensors use torch ops."""
+    for ni, xi in zip(n, x, strict=True):
+        if ni.device.type == "cpu" and ni.dtype in (torch.float32, torch.float64) and xi.dtype == ni.dtype:
+            a = ni.numpy()
+            np.multiply(a, k, out=a)
+            np.add(a, xi.numpy(), out=a)
         else:
-            self.flat.normal_(generator=self.generator)
-            noise = self.views
-        torch._foreach_add_(self.tensors, noise, alpha=scale)
+            ni.mul_(k).add_(xi)
 
 
 def add_noise_(tensors: Sequence[Tensor], scale: float, generator: torch.Generator | None) -> None:

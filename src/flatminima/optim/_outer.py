@@ -20,6 +20,7 @@ from ._common import (
     check_positive,
     make_generator,
     momentum_direction,
+    noise_ahead_possible,
     scope_at,
     scope_schedule,
 )
@@ -49,6 +50,7 @@ class SmoothingOptimizer(CountedOptimizer):
         self.gamma0, self.scope_factor = scope_schedule(gamma, scoping, coupling, coupling_growth)
         self.gamma_min = check_positive("gamma_min", gamma_min, allow_zero=True)
         self.generator = make_generator(generator, seed)
+        self.noise_ahead = noise_ahead_possible(self.generator) and generator is None  # seed=: ours alone
         self.t = 0
 
     @property

@@ -7,6 +7,7 @@ grad f_gamma(x) = gamma^{-1} (x - <y>), <y> the mean of rho(y; x) ~ exp(-beta (f
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 
@@ -24,6 +25,7 @@ from ._common import (
     inv,
     momentum_direction,
     require_closure,
+    scale_shift_,
 )
 from ._outer import AdamOuter, SmoothingOptimizer, check_betas
 
@@ -51,6 +53,7 @@ def local_entropy_inner_loop(
     weight_decay: float = 0.0,
     generator: torch.Generator | None = None,
     closure_kwargs: dict | None = None,
+    noise_ahead: bool = False,
 ) -> Tensor:
     """Run the SGLD inner loop of Algorithm 2 in place on ``params`` (= y, which must start at x).
 
@@ -59,33 +62,43 @@ def local_entropy_inner_loop(
                    z <- alpha z + (1 - alpha) y                                (Alg. 2 line 5)
     ``z`` must hold x on entry (Alg. 2 line 1) and holds <y> on exit. ``inner_momentum`` > 0 applies
     (Nesterov) momentum to dy, its buffer starting at zero every call. Each closure call draws a fresh
-    minibatch. Returns the loss of the first call (the loss at x).
+    minibatch. Returns the loss of the first call (the loss at x). ``noise_ahead=True`` (only for a
+    ``generator`` nothing else uses while the loop runs) draws the thermal noise of the next step in a
+    background thread while the closure runs (:class:`GaussianNoise`; identical numbers).
     """
     first = torch.tensor(float("nan"))
     momentum_state: dict = {p: {} for p in params}  # the inner buffer restarts at zero every call
     coupling = inv(gamma)
     scale = math.sqrt(2.0 * inner_lr * temperature)
-    noise = GaussianNoise(params, generator) if scale else None
+    ahead = steps if noise_ahead else 0
     plain = not inner_momentum and not weight_decay
-    for step in range(steps):
-        loss = call_closure(closure, params, **(closure_kwargs or {}))
-        if step == 0:
-            first = loss.detach()
-        g = grads_of(params)  # fresh tensors of this call: modified in place below
-        if plain:  # y <- y + eta_y (x - y) / gamma - eta_y g: two fused passes, no allocation
-            if coupling:
-                torch._foreach_lerp_(params, x, inner_lr * coupling)
-            torch._foreach_add_(params, g, alpha=-inner_lr)
-        else:
-            if coupling or weight_decay:
-                torch._foreach_add_(g, params, alpha=coupling + weight_decay)
-            if coupling:
-                torch._foreach_add_(g, x, alpha=-coupling)
-            dy = momentum_direction(momentum_state, params, g, inner_momentum, nesterov)
-            torch._foreach_add_(params, dy, alpha=-inner_lr)
-        if noise is not None:
-            noise.add_(scale)
-        torch._foreach_lerp_(z, params, 1.0 - alpha)
+    pull = inner_lr * coupling
+    folded = plain and pull and scale  # noise folded into the proximal pull: one pass fewer per step
+
+    def fold(n: list[Tensor]) -> None:  # n <- x + (scale / pull) n, so lerp(y, n, pull) adds the noise too
+        scale_shift_(n, scale / pull, x)
+
+    noise_cm = GaussianNoise(params, generator, ahead, fold if folded else None) if scale else None
+    with noise_cm or contextlib.nullcontext() as noise:
+        for step in range(steps):
+            loss = call_closure(closure, params, **(closure_kwargs or {}))
+            if step == 0:
+                first = loss.detach()
+            g = grads_of(params)  # fresh tensors of this call: modified in place below
+            if plain:  # y <- y + eta_y (x - y) / gamma [+ noise] - eta_y g: two passes, no allocation
+                if coupling:
+                    torch._foreach_lerp_(params, noise.next() if folded else x, pull)
+                torch._foreach_add_(params, g, alpha=-inner_lr)
+            else:
+                if coupling or weight_decay:
+                    torch._foreach_add_(g, params, alpha=coupling + weight_decay)
+                if coupling:
+                    torch._foreach_add_(g, x, alpha=-coupling)
+                dy = momentum_direction(momentum_state, params, g, inner_momentum, nesterov)
+                torch._foreach_add_(params, dy, alpha=-inner_lr)
+            if noise is not None and not folded:
+                noise.add_(scale)
+            torch._foreach_lerp_(z, params, 1.0 - alpha)
     return first
 
 
@@ -194,6 +207,7 @@ class EntropySGD(SmoothingOptimizer):
             self.param_groups[0].get("nesterov", True),
             self.weight_decay,
             self.generator,
+            noise_ahead=self.noise_ahead,
         )
         torch._foreach_copy_(params, x)
         d = torch._foreach_sub(x, z)

@@ -34,6 +34,7 @@ from ._common import (
     inv,
     make_generator,
     momentum_direction,
+    noise_ahead_possible,
     require_closure,
     scope_at,
 )
@@ -86,6 +87,7 @@ class ReplicaOptimizer(CountedOptimizer):
         self.scope_factor = _scoping_factor(scoping, batches_per_epoch)
         self.ref_lr = None if ref_lr is None else check_positive("ref_lr", ref_lr, allow_zero=True)
         self.generator = make_generator(generator, seed)
+        self.noise_ahead = noise_ahead_possible(self.generator) and generator is None  # seed=: ours alone
         self.t = 0
 
     @property
@@ -280,6 +282,7 @@ class Parle(ReplicaOptimizer):
             self.param_groups[0]["weight_decay"],
             self.generator,
             self._closure_kwargs(closure, a),
+            self.noise_ahead,
         )
         d = torch._foreach_sub(xa, z)
         if inv(self.rho):

@@ -109,12 +109,12 @@ class HeatSGD(SmoothingOptimizer):
         acc = [torch.zeros_like(p) for p in params]
         sigma = 0.0 if math.isinf(self.gamma) else math.sqrt(self.gamma)
         total = 0.0
-        noise = GaussianNoise(params, self.generator)
-        for _ in range(self.L):
-            noise.add_(sigma)
-            total += float(call_closure(closure, params))
-            torch._foreach_add_(acc, grads_of(params))
-            torch._foreach_copy_(params, x)
+        with GaussianNoise(params, self.generator, self.L if self.noise_ahead and sigma else 0) as noise:
+            for _ in range(self.L):
+                noise.add_(sigma)
+                total += float(call_closure(closure, params))
+                torch._foreach_add_(acc, grads_of(params))
+                torch._foreach_copy_(params, x)
         torch._foreach_mul_(acc, 1.0 / self.L)
         wd = self.param_groups[0]["weight_decay"]
         if wd:

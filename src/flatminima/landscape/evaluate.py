@@ -279,13 +279,22 @@ def _run_chain(chain: nn.Sequential, params: dict[str, Tensor], z: Tensor, batch
             else:
                 z = torch.matmul(z, w) if b is None else torch.matmul(z, w).add_(b.unsqueeze(1))
                 batched = True
-        elif isinstance(m, nn.Flatten):
-            z = z.flatten(2 if batched else 1)
-        elif isinstance(m, nn.ReLU):
-            z = z.relu_() if batched else torch.relu(z)
-        elif not isinstance(m, (nn.Identity, nn.Dropout)):
-            z = m(z)
+        else:
+            z = _parameter_free(m, z, batched)
     return z
+
+
+def _parameter_free(m: nn.Module, z: Tensor, own: bool, start: int | None = None) -> Tensor:
+    """A chain's parameter-free module applied to ``z``: Flatten from dim ``start`` (default 2 for a batch
+    of points ``[B, m, ...]`` when ``own``, else 1), ReLU in place when ``z`` is ``own`` buffer, Identity and
+    Dropout (eval) skipped, anything else called."""
+    if isinstance(m, nn.Flatten):
+        return z.flatten((2 if own else 1) if start is None else start)
+    if isinstance(m, nn.ReLU):
+        return z.relu_() if own else torch.relu(z)
+    if isinstance(m, (nn.Identity, nn.Dropout)):
+        return z
+    return m(z)
 
 
 def _chain_totals(obj: Objective, out: Tensor, y: Tensor, lab: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -438,12 +447,8 @@ def _stream_chain(
                     w = param(f"{name}.weight").t()
                     b = param(f"{name}.bias") if f"{name}.bias" in stacks else None
                     z = torch.mm(z, w, out=outs[key]) if b is None else torch.addmm(b, z, w, out=outs[key])
-                elif isinstance(m, nn.Flatten):
-                    z = z.flatten(1)
-                elif isinstance(m, nn.ReLU):
-                    z = z.relu_()
-                elif not isinstance(m, (nn.Identity, nn.Dropout)):
-                    z = m(z)
+                else:
+                    z = _parameter_free(m, z, own=True, start=1)
             l_, c_ = _reduce(obj, z, y, lab)
             tot_l[i] += l_
             tot_c[i] += c_

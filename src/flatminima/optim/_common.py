@@ -199,9 +199,9 @@ def scale_shift_(n: Sequence[Tensor], k: float, x: Sequence[Tensor]) -> None:
     OpenMP team that would compete with the caller's; other tensors use torch ops."""
     for ni, xi in zip(n, x, strict=True):
         if ni.device.type == "cpu" and ni.dtype in (torch.float32, torch.float64) and xi.dtype == ni.dtype:
-            a = ni.numpy()
+            a = ni.detach().numpy()
             np.multiply(a, k, out=a)
-            np.add(a, xi.numpy(), out=a)
+            np.add(a, xi.detach().numpy(), out=a)
         else:
             ni.mul_(k).add_(xi)
 

@@ -84,7 +84,9 @@ def slice_cmd(
     bn_recompute: bool = typer.Option(False, "--bn-recompute", help="interpolation: recompute BN statistics"),
     n: int | None = typer.Option(None, "--n", help="use the first n training examples"),
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="examples per chunk"),
-    batch_points: int = typer.Option(16, "--batch-points", help="grid points per batched evaluation"),
+    batch_points: int = typer.Option(
+        16, "--batch-points", help="grid points per batched evaluation (off CPU; CPU streams Linear layers)"
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Loss slice about a run's weights, or the interpolation between two runs."""

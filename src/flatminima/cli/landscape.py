@@ -85,7 +85,7 @@ def slice_cmd(
     n: int | None = typer.Option(None, "--n", help="use the first n training examples"),
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="examples per chunk"),
     batch_points: int = typer.Option(
-        16, "--batch-points", help="grid points per batched evaluation (off CPU; CPU streams Linear layers)"
+        16, "--batch-points", help="grid points per batched evaluation (Linear layers on CPU stream instead)"
     ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:

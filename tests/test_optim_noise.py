@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from flatminima.optim import EntropySGD, HeatSGD, Parle, _common
+from flatminima.optim import EntropyAdam, EntropySGD, HeatSGD, Parle, _common
 from flatminima.optim._common import GaussianNoise, scale_shift_
 
 from .test_optim_reductions import _model, _run
@@ -86,10 +86,11 @@ def test_ahead_needs_an_own_generator_and_spare_cores(monkeypatch: pytest.Monkey
         lambda p: EntropySGD(p, L=5, inner_lr=0.1, gamma=1.0, temperature=1e-3, seed=2),  # noise folded
         lambda p: EntropySGD(p, L=5, inner_lr=0.1, gamma=1.0, temperature=1e-3, inner_momentum=0.5, seed=2),
         lambda p: EntropySGD(p, L=5, inner_lr=0.1, coupling=0.0, temperature=1e-3, seed=2),  # no pull
+        lambda p: EntropyAdam(p, L=4, inner_lr=0.1, gamma=1.0, temperature=1e-3, seed=2),
         lambda p: HeatSGD(p, L=4, gamma=1e-2, seed=2),
         lambda p: Parle(p, n_replicas=2, L=3, temperature=1e-3, seed=2),
     ],
-    ids=["entropy-sgd", "entropy-sgd-momentum", "entropy-sgd-no-coupling", "heat-sgd", "parle"],
+    ids=["entropy-sgd", "entropy-sgd-momentum", "entropy-sgd-free", "entropy-adam", "heat-sgd", "parle"],
 )
 def test_optimizers_give_identical_iterates_with_and_without_the_noise_thread(
     make, monkeypatch: pytest.MonkeyPatch

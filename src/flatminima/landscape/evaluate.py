@@ -422,7 +422,7 @@ def _stream_chain(
     all_labels, chunk_labels = labels
     weights = {k: torch.empty_like(v[0]) for k, v in stacks.items()}
     outs: dict[tuple[str, int], Tensor] = {}  # per (Linear, chunk length): the layer's output buffer
-    first_buf: dict[int, Tensor] = {}
+    first_buf: dict[torch.Size, Tensor] = {}
     tot_l = torch.zeros(len(coords), dtype=obj.dtype, device=obj.device)
     tot_c = torch.zeros_like(tot_l)
     for i, c in enumerate(coords.tolist()):
@@ -436,9 +436,9 @@ def _stream_chain(
 
         for j, ((x, y), lab) in enumerate(zip(chunks, chunk_labels, strict=True)):
             u = cached[j] if cached is not None else first_outputs(x)
-            if j not in first_buf:
-                first_buf[j] = torch.empty_like(u[0])
-            z = _combine_(first_buf[j], u, c)
+            if u.shape[1:] not in first_buf:  # one buffer per chunk shape (the last chunk may be shorter)
+                first_buf[u.shape[1:]] = torch.empty_like(u[0])
+            z = _combine_(first_buf[u.shape[1:]], u, c)
             for name, m in rest.named_children():
                 if isinstance(m, nn.Linear):
                     key = (name, len(z))

@@ -51,6 +51,29 @@ def _measure(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> d
     }
 
 
+def _smaller_margin_larger_norm(
+    label: str, names: tuple[str, str], a: dict[str, float], b: dict[str, float]
+) -> list[ComparisonRow]:
+    """The two checks of Theory III Fig. 17 for run ``a`` against run ``b``: a smaller normalized margin
+    and a larger L2 norm."""
+    return [
+        ComparisonRow(
+            f"{label}: normalized margin",
+            [f"{a['normalized_margin']:.3g}", f"{b['normalized_margin']:.3g}"],
+            "smaller",
+            f"{names[0]} < {names[1]}",
+            a["normalized_margin"] < b["normalized_margin"],
+        ),
+        ComparisonRow(
+            f"{label}: L2 norm",
+            [round(a["l2"], 2), round(b["l2"], 2)],
+            "larger",
+            f"{names[0]} > {names[1]}",
+            a["l2"] > b["l2"],
+        ),
+    ]
+
+
 def with_run(config: dict) -> dict:
     """The config with the label corruption and init scale of ``config["run"]`` (a key of RUNS)."""
     rl, scale = RUNS[config["run"]]
@@ -118,34 +141,8 @@ class Theory3Margins(Experiment):
                 "<= 0.02",
                 max(train_err.values()) <= 0.02,
             ),
-            ComparisonRow(
-                "random vs natural: normalized margin",
-                [f"{rnd['normalized_margin']:.3g}", f"{nat['normalized_margin']:.3g}"],
-                "smaller",
-                "random < natural",
-                rnd["normalized_margin"] < nat["normalized_margin"],
-            ),
-            ComparisonRow(
-                "random vs natural: L2 norm",
-                [round(rnd["l2"], 2), round(nat["l2"], 2)],
-                "larger",
-                "random > natural",
-                rnd["l2"] > nat["l2"],
-            ),
-            ComparisonRow(
-                "x10 vs x1 init: normalized margin",
-                [f"{big['normalized_margin']:.3g}", f"{nat['normalized_margin']:.3g}"],
-                "smaller",
-                "x10 < x1",
-                big["normalized_margin"] < nat["normalized_margin"],
-            ),
-            ComparisonRow(
-                "x10 vs x1 init: L2 norm",
-                [round(big["l2"], 2), round(nat["l2"], 2)],
-                "larger",
-                "x10 > x1",
-                big["l2"] > nat["l2"],
-            ),
+            *_smaller_margin_larger_norm("random vs natural", ("random", "natural"), rnd, nat),
+            *_smaller_margin_larger_norm("x10 vs x1 init", ("x10", "x1"), big, nat),
         ]
         figs = [
             bar_figure(

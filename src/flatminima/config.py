@@ -149,6 +149,7 @@ class TrainConfig(_Strict):
     phases: list[Phase] = Field(min_length=1)
     log_every: int = Field(default=10, ge=1)
     checkpoint_every: int | None = Field(default=None, ge=1)
+    resume_every: int | None = Field(default=None, ge=1)
     eval_test: bool = True
     dtype: Literal["float32", "float64"] = "float32"
     diverge_factor: float = Field(default=1e6, gt=1)
@@ -312,6 +313,7 @@ def train_from_config(
     seed: int | None = None,
     progress: bool | None = None,
     probes: tuple[Any, ...] = (),
+    overwrite: bool = False,
 ) -> TrainResult:
     """Build data and model from ``config`` and train them (``fm.train``); ``seed`` overrides ``config.seed``.
 
@@ -341,4 +343,6 @@ def train_from_config(
         progress=progress,
         diverge_factor=config.diverge_factor,
         config=config,
+        resume_every=config.resume_every,
+        overwrite=overwrite,
     )

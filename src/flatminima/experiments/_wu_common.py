@@ -36,12 +36,13 @@ from torch import nn
 from .. import data as fm_data
 from .. import models as fm_models
 from ..curvature import SharpnessProbe, linear_stability, non_uniformity, sharpness
-from ..errors import ConfigError
+from ..errors import ConfigError, DataNotFoundError
 from ..objective import Objective
 from ..training import load_checkpoint, save_checkpoint, train
 
 __all__ = [
     "PAPER_STOP_LOSS",
+    "available_sets",
     "build_model",
     "cell",
     "check_scale",
@@ -78,6 +79,31 @@ def model_config(
     if scale == "paper":
         return {"name": paper_model, "init": "default" if init == "uniform:2.5" else init}
     return {"name": "mlp", "widths": list(widths), "init": init}
+
+
+def available_sets(
+    sets: dict[str, tuple[dict[str, Any], dict[str, Any]]], ctx: Any
+) -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], dict[str, str]]:
+    """Split a paper-scale table's data columns ``{name: (data_cfg, model_cfg)}`` into those whose files are
+    here and those that are not (``{name: "no data: <what is missing>"}``), loading each once (so a missing
+    file is found before any long work). Only when no column has its data is the DataNotFoundError raised;
+    below paper scale every column must load."""
+    here: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    missing: dict[str, str] = {}
+    first: DataNotFoundError | None = None
+    for name, (data_cfg, model_cfg) in sets.items():
+        try:
+            load_dataset(data_cfg, ctx.seed)
+        except DataNotFoundError as exc:
+            if ctx.scale != "paper":
+                raise
+            first = first or exc
+            missing[name] = f"no data: {str(exc).split(':')[0]} (see the data section of the README)"
+            continue
+        here[name] = (data_cfg, model_cfg)
+    if not here and first is not None:
+        raise first
+    return here, missing
 
 
 def load_dataset(cfg: dict[str, Any], seed: int = 0) -> fm_data.Dataset:
@@ -138,6 +164,17 @@ def _phase(cfg: dict[str, Any], steps_key: str = "max_steps") -> dict[str, Any]:
     return phase
 
 
+def _resumable(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """``train`` arguments of a sweep run: with ``config["resume_every"]`` (paper scale) the run is written
+    to ``run_dir/train`` with resume points every that many steps, so a sweep started again after an
+    interruption continues it (and reuses it when it had finished), with a progress bar on a terminal;
+    otherwise in memory, silently."""
+    every = config.get("resume_every")
+    if not every:
+        return {"progress": False}
+    return {"out": Path(run_dir) / "train", "resume_every": int(every), "reuse_finished": True}
+
+
 def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Sweep run function: train ``config["model"]`` on ``config["data"]`` with one phase (``optimizer`` gd |
     sgd | lbfgs, ``lr``, ``batch_size``, ``stop_loss``, ``max_steps``) from seed ``config["seed"]``, then
@@ -152,7 +189,9 @@ def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     n = len(dataset.train.x)
     # Log (and check stop_loss) about once per epoch for SGD, every 25 steps for GD / L-BFGS.
     log_every = int(config.get("log_every") or max(25, math.ceil(n / int(phase.get("batch_size") or n))))
-    result = train(model, dataset, [phase], loss="mse", seed=seed, log_every=log_every, progress=False)
+    result = train(
+        model, dataset, [phase], loss="mse", seed=seed, log_every=log_every, **_resumable(config, run_dir)
+    )
     out: dict[str, Any] = {
         "status": result.status,
         "steps": result.steps,
@@ -172,6 +211,9 @@ def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             save_checkpoint(model, Path(run_dir) / "final.safetensors")
     out["metrics"] = _curves(result.history, ("train_loss", "test_acc"))
     return out
+
+
+minimum_run.resumable = True  # type: ignore[attr-defined]  # the runner keeps its run directory
 
 
 def escape_verdict(
@@ -242,7 +284,7 @@ def continuation_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         seed=seed,
         log_every=int(config.get("log_every", 10)),
         probes=[probe],
-        progress=False,
+        **_resumable(config, run_dir),
     )
     losses = [r["train_loss"] for r in result.history if "train_loss" in r]
     final_a = result.final.get("sharpness", math.nan) if result.status == "finished" else math.nan
@@ -276,6 +318,9 @@ def continuation_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "relative_distance": distance if math.isfinite(distance) else math.nan,
         "metrics": _curves(result.history, ("train_loss", "test_acc", "sharpness")),
     }
+
+
+continuation_run.resumable = True  # type: ignore[attr-defined]
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:

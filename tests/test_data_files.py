@@ -21,6 +21,7 @@ from flatminima import data
 from flatminima.config import TrainConfig, dataset_from_config, parse
 from flatminima.data import checksums, files
 from flatminima.data.__main__ import main as check_main
+from flatminima.data.request import SourceRequest
 from flatminima.errors import ConfigError, DataNotFoundError
 
 from .test_data import IDX_NAMES, content_md5, make_idx_set, write_cifar
@@ -465,7 +466,7 @@ def test_real_fashion_mnist_verifies_not_mnist(tmp_path: Path, monkeypatch: pyte
     assert prov["verified"] is True and prov["directory"] == str(SYSTEM_FASHION)
     for name, digest in checksums.PUBLISHED_MD5["fashion-mnist"].items():  # independent: gunzip + hashlib
         assert content_md5(SYSTEM_FASHION / f"{name}.gz") == digest == prov["files"][f"{name}.gz"]
-    raw = files.fashion_mnist(data.loader.SourceRequest())
+    raw = files.fashion_mnist(SourceRequest())
     assert raw.x_train.shape == (60000, 1, 28, 28) and raw.x_test.shape == (10000, 1, 28, 28)
     assert np.bincount(raw.labels_train).tolist() == [6000] * 10  # Xiao et al. 2017: 6000 per class
     with pytest.raises(data.DataIdentityError, match="these are the Fashion-MNIST files"):

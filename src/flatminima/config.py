@@ -126,6 +126,7 @@ class DataConfig(_Strict):
     targets: Literal["onehot", "index"] | None = None
     seed: int | None = None
     root: str | None = None
+    verify: bool = True  # False: accept files that do not match the official checksums (recorded)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -279,6 +280,7 @@ def dataset_from_config(config: TrainConfig) -> Any:
         "targets": targets,
         "seed": config.seed if d.seed is None else d.seed,
         "root": d.root,
+        "verify": d.verify,
         **d.options,
     }
     return fm_data.load(d.name, **kwargs)

@@ -23,6 +23,8 @@ Decisions where the paper is silent or our scales differ from it (recorded in ev
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -39,6 +41,7 @@ from ..curvature import SharpnessProbe, linear_stability, non_uniformity, sharpn
 from ..errors import ConfigError, DataNotFoundError
 from ..objective import Objective
 from ..training import load_checkpoint, save_checkpoint, train
+from ..training.rundir import RunLockedError
 
 __all__ = [
     "PAPER_STOP_LOSS",
@@ -53,6 +56,7 @@ __all__ = [
     "measure_minimum",
     "minimum_run",
     "model_config",
+    "paper_run_settings",
     "pearson",
     "show_table",
     "spearman",
@@ -63,6 +67,22 @@ __all__ = [
 PAPER_STOP_LOSS = 1e-4
 #: Largest number of logged points kept per curve in a run's metrics (plots need no more).
 MAX_CURVE_POINTS = 400
+
+
+def paper_run_settings(spec: dict[str, Any], ctx: Any, gd: bool = True) -> dict[str, Any]:
+    """Run-config keys of paper-scale sweeps: resume points every ``spec["resume_every"]`` steps, full-batch
+    runs logged every 100 steps (each log point evaluates the 10,000 test images: ~15 % of the run at every
+    25 steps), and one training cache next to the experiments (``<out>/../.train-cache``) so that identical
+    trainings are shared (see :func:`_resumable`). Empty below paper scale."""
+    if not spec.get("resume_every"):
+        return {}
+    settings: dict[str, Any] = {
+        "resume_every": spec["resume_every"],
+        "train_cache": str(Path(ctx.out_dir).absolute().parent / ".train-cache"),
+    }
+    if gd:
+        settings["log_every"] = 100
+    return settings
 
 
 def data_config(scale: str, n_train: int, dataset: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -164,15 +184,32 @@ def _phase(cfg: dict[str, Any], steps_key: str = "max_steps") -> dict[str, Any]:
     return phase
 
 
-def _resumable(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """``train`` arguments of a sweep run: with ``config["resume_every"]`` (paper scale) the run is written
-    to ``run_dir/train`` with resume points every that many steps, so a sweep started again after an
-    interruption continues it (and reuses it when it had finished), with a progress bar on a terminal;
-    otherwise in memory, silently."""
+def _resumable(config: dict[str, Any], run_dir: Path, phase: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``train`` arguments of a sweep run: with ``config["resume_every"]`` (paper scale) the run is written to
+    disk with resume points every that many steps, so a sweep started again after an interruption
+    continues it (and reuses it when it had finished), with a progress bar on a terminal; otherwise in
+    memory, silently. The run goes to ``run_dir/train``, or, with ``config["train_cache"]`` and the
+    ``phase`` (with its log_every) given, to ``train_cache/<hash of data, model, seed, phase>``: two
+    experiments that train the same network the same way (Table 2's GD at eta = 0.1 and Table 3's clean
+    start minimum) then share one run."""
     every = config.get("resume_every")
     if not every:
         return {"progress": False}
-    return {"out": Path(run_dir) / "train", "resume_every": int(every), "reuse_finished": True}
+    out = Path(run_dir) / "train"
+    if config.get("train_cache") and phase is not None:
+        keys = {k: config.get(k) for k in ("data", "model", "seed")}
+        digest = hashlib.sha256(json.dumps({**keys, "phase": phase}, sort_keys=True).encode()).hexdigest()
+        out = Path(config["train_cache"]) / digest[:16]
+    return {"out": out, "resume_every": int(every), "reuse_finished": True}
+
+
+def _train_waiting(*args: Any, **kwargs: Any) -> Any:
+    """``train``, waiting while another process trains the same shared run (then reusing its result)."""
+    while True:
+        try:
+            return train(*args, **kwargs)
+        except RunLockedError:
+            time.sleep(30)
 
 
 def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -189,8 +226,14 @@ def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     n = len(dataset.train.x)
     # Log (and check stop_loss) about once per epoch for SGD, every 25 steps for GD / L-BFGS.
     log_every = int(config.get("log_every") or max(25, math.ceil(n / int(phase.get("batch_size") or n))))
-    result = train(
-        model, dataset, [phase], loss="mse", seed=seed, log_every=log_every, **_resumable(config, run_dir)
+    result = _train_waiting(
+        model,
+        dataset,
+        [phase],
+        loss="mse",
+        seed=seed,
+        log_every=log_every,
+        **_resumable(config, run_dir, {**phase, "log_every": log_every}),
     )
     out: dict[str, Any] = {
         "status": result.status,

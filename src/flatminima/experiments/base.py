@@ -92,7 +92,7 @@ class ExperimentResult:
         return asdict(self)
 
     def data_note(self) -> str:
-        """"ours: fashion-mnist, paper: MNIST" for each substituted data set ("" when none was)."""
+        """ "ours: fashion-mnist, paper: MNIST" for each substituted data set ("" when none was)."""
         return "; ".join(f"ours: {ours}, paper: {paper}" for paper, ours in self.data.items())
 
     @classmethod

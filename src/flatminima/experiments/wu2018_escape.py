@@ -34,6 +34,7 @@ from ._wu_common import (
     load_dataset,
     minimum_run,
     model_config,
+    paper_run_settings,
     run_continuations,
     show_table,
 )
@@ -176,8 +177,7 @@ class WuEscape(Experiment):
             "measure_s": True,
             "save": True,
         }
-        if spec.get("resume_every"):
-            base["resume_every"] = spec["resume_every"]
+        base.update(paper_run_settings(spec, ctx))
         start_sweep = Sweep(base, {"data": list(sets.values())}, name=f"{self.name}-start")
         store = ctx.run_sweep(start_sweep, minimum_run, subdir="start")
         starts = {}

@@ -34,7 +34,15 @@ from typing import Any
 
 from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
-from ._wu_common import available_sets, check_scale, data_config, minimum_run, model_config, show_table
+from ._wu_common import (
+    available_sets,
+    check_scale,
+    data_config,
+    minimum_run,
+    model_config,
+    paper_run_settings,
+    show_table,
+)
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 #: Table 2 of the paper: eta -> (FashionMNIST mean, CIFAR10 mean); None = GD diverged.
@@ -192,8 +200,7 @@ class WuSharpnessVsLr(Experiment):
                 "seed": ctx.seed,
                 "measure_s": False,
             }
-            if spec.get("resume_every"):
-                base["resume_every"] = spec["resume_every"]
+            base.update(paper_run_settings(spec, ctx))
             grid = {"lr": lrs, "seed": [ctx.seed + s for s in seeds]}
             store = ctx.run_sweep(
                 Sweep(base, grid, name=f"{self.name}-{set_name}"), minimum_run, subdir=set_name

@@ -44,6 +44,7 @@ __all__ = [
     "MARKER",
     "RUN_ENTRIES",
     "MetricsDB",
+    "RunLockedError",
     "RunStage",
     "check_target",
     "is_flatminima_run",
@@ -143,6 +144,10 @@ class RunStage:
     target: str  # check_target's verdict on ``out`` at the start
 
 
+class RunLockedError(ConfigError):
+    """Another ``train`` is writing the same run directory right now."""
+
+
 class _DirLock:
     """An exclusive ``flock`` on a directory itself (it follows the directory through renames)."""
 
@@ -152,7 +157,7 @@ class _DirLock:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.close()
-            raise ConfigError(
+            raise RunLockedError(
                 f"another flatminima train is writing {directory}; wait for it to finish"
             ) from None
 
@@ -216,7 +221,7 @@ def run_stage(out: Path, config_digest: str, overwrite: bool = False) -> Iterato
         try:
             partial.mkdir()
         except FileExistsError:
-            raise ConfigError(f"another flatminima train is starting in {partial}") from None
+            raise RunLockedError(f"another flatminima train is starting in {partial}") from None
         created = True
         handle = _DirLock(partial)
         _write_marker(partial, "partial", config_digest)

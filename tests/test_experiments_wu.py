@@ -222,3 +222,18 @@ def test_escape_rows_check_the_prediction_and_the_papers_outcome() -> None:
     # prediction and outcome agree, but the paper's GD at 3-5 eta0 escapes: the second verdict catches it
     assert [r.holds for r in outcome_rows(run("gd", "clean", True, False))] == [True, False]
     assert outcome_rows(run("sgd-large", "clean", True, False))[1].holds is None  # the paper is silent
+
+
+def test_identical_paper_trainings_share_one_cached_run(tmp_path: Path) -> None:
+    from flatminima.experiments._wu_common import _resumable
+
+    base = {"data": {"name": "fashion-mnist", "n_train": 1000}, "model": {"name": "wu-fnn"}, "seed": 0,
+            "resume_every": 500, "train_cache": str(tmp_path)}  # fmt: skip
+    phase = {"optimizer": "gd", "lr": 0.1, "max_steps": 10, "log_every": 100}
+    table2 = _resumable({**base, "measure_s": False}, tmp_path / "a", phase)
+    table3 = _resumable({**base, "measure_s": True, "save": True}, tmp_path / "b", phase)
+    assert table2["out"] == table3["out"] and table2["out"].parent == tmp_path and table2["reuse_finished"]
+    for other in ({**phase, "lr": 0.5}, {**phase, "log_every": 25}):
+        assert _resumable(base, tmp_path / "a", other)["out"] != table2["out"]
+    assert _resumable({**base, "seed": 1}, tmp_path / "a", phase)["out"] != table2["out"]
+    assert _resumable({"seed": 0}, tmp_path / "a", phase) == {"progress": False}  # below paper scale

@@ -178,3 +178,7 @@ class SigmaOperator(LinearOperator):
 
     def _matvec(self, v: Tensor) -> Tensor:
         return self.engine.combo(v, 0.0, -1.0, 1.0)
+
+    def _matmat(self, v: Tensor) -> Tensor:
+        block = getattr(self.engine, "combo_block", None)
+        return block(v, 0.0, -1.0, 1.0) if block is not None else super()._matmat(v)

@@ -177,13 +177,41 @@ def _output_sensitivities(f: Tensor, targets: list[Tensor]) -> list[list[Tensor]
         return out
 
 
-def jacobian_gram_blocks(obj, x: Tensor) -> Tensor:
+def jacobian_gram_blocks(obj, x: Tensor, max_examples: int | None = None) -> Tensor:
     """M_i = J_i J_i^T for the examples ``x`` at the objective's base point, shape [m, K, K].
 
-    Requires ``bn="eval"`` (with batch statistics examples are coupled and J_i is not per-example).
+    ``max_examples`` bounds how many examples go through the K backward passes at once (their
+    sensitivities are K x the layer outputs: see :func:`gram_memory`). Requires ``bn="eval"`` (with batch
+    statistics examples are coupled and J_i is not per-example).
     """
     obj._require_eval_bn("Jacobian Gram blocks")
-    return _blocks(obj, x, weight_layers(obj))
+    layers = weight_layers(obj)
+    step = max(1, max_examples or len(x))
+    return torch.cat([_blocks(obj, x[i : i + step], layers) for i in range(0, len(x), step)])
+
+
+def gram_memory(obj) -> tuple[int, int, int]:
+    """Bytes the Gauss-Newton blocks need, estimated from one example's forward pass before any is built:
+    (K, bytes per example of the stored K x K blocks, bytes per example of the transient K-fold
+    sensitivities while they are computed).
+
+    Stored: M_i, Q_i and C_i = Q_i M_i Q_i, 3 K^2 numbers per example. Transient: K copies of every
+    recorded layer output (and of the weight of each weight-shared layer, the per-example gradients of
+    ``_layer_gram``), twice (autograd's result and the stacked copy), plus the K x K one-hot cotangents.
+    """
+    layers = weight_layers(obj)
+    with torch.no_grad():
+        f, records = recorded_forward(obj, obj.theta.detach(), obj.x[:1], layers)
+    k_out = f.numel()
+    size = obj.theta.element_size()
+    per_layer = 0
+    for name, rec in records.items():
+        for a, out in rec:
+            per_layer += out.numel()
+            module = layers[name][0]
+            if isinstance(module, nn.Conv2d) or (a.dim() > 2 and a[0].numel() != a.shape[-1]):
+                per_layer += module.weight.numel()
+    return k_out, 3 * k_out * k_out * size, (2 * k_out * per_layer + k_out * k_out) * size
 
 
 def _blocks(obj, x: Tensor, layers: dict[str, tuple[nn.Module, bool, bool]]) -> Tensor:

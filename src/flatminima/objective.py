@@ -165,6 +165,12 @@ class Objective:
             raise ConfigError(f"vector of shape {tuple(v.shape)} does not match num_params={p}")
         return v.to(self.device, self.dtype)
 
+    def _check_block(self, V: Tensor) -> Tensor:
+        p = sum(self.param_sizes)
+        if V.dim() != 2 or V.shape[0] != p:
+            raise ConfigError(f"block of shape {tuple(V.shape)} does not match [num_params={p}, b]")
+        return V.to(self.device, self.dtype)
+
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Split a flat vector into a ``{name: tensor}`` dict of the selected parameters (views)."""
         return {
@@ -256,7 +262,7 @@ class Objective:
 
     def value(self, theta: Tensor | None = None) -> float:
         """I(theta) = (1/n) sum_i l_i(theta)."""
-        return float(self.losses(theta).sum() / self.n)
+        return float(self._allreduce(self.losses(theta).sum()) / self.n)
 
     def grad(self, theta: Tensor | None = None) -> Tensor:
         """Full gradient (1/n) sum_i grad l_i(theta), shape ``[p]``."""
@@ -264,7 +270,7 @@ class Objective:
         g = torch.zeros_like(theta)
         for x, y in self.chunks():
             g += grad(self._chunk_sum)(theta, x, y)
-        return g
+        return self._allreduce(g)
 
     def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
         """Hessian-vector product H v, H = (1/n) sum_i hess l_i(theta).
@@ -273,15 +279,45 @@ class Objective:
         one backward pass through it (double backward). Otherwise forward-over-reverse per chunk (torch.func).
         """
         v = self._check_vec(v)
-        if theta is None and (self.chunk_size is None or self.chunk_size >= self.n):
-            return self._cached_hvp(v)
+        if theta is None and self._single_chunk():
+            return self._allreduce(self._cached_hvp(v))
         theta = self.theta if theta is None else self._check_vec(theta)
         out = torch.zeros_like(theta)
         for x, y in self.chunks():
             out += jvp(lambda t, x=x, y=y: grad(self._chunk_sum)(t, x, y), (theta,), (v,))[1]
-        return out
+        return self._allreduce(out)
 
-    def _cached_hvp(self, v: Tensor) -> Tensor:
+    def hvp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Block Hessian product H V for V of shape ``[p, b]`` (b vectors as columns), shape ``[p, b]``.
+
+        Equal to ``b`` calls of :meth:`hvp` to rounding, but one graph serves the whole block: at the base
+        point with a single chunk, one batched backward pass through the cached gradient graph
+        (``is_grads_batched``); otherwise, per chunk, forward-over-reverse vmapped over the columns.
+        """
+        V = self._check_block(V)
+        if V.shape[1] == 0:
+            return V.clone()
+        if theta is None and self._single_chunk():
+            return self._allreduce(self._cached_hvp_block(V))
+        theta = self.theta if theta is None else self._check_vec(theta)
+        out = torch.zeros_like(V)
+        for x, y in self.chunks():
+            out += self._chunk_hvp_block(theta, x, y, V)
+        return self._allreduce(out)
+
+    def _single_chunk(self) -> bool:
+        return self.chunk_size is None or self.chunk_size >= self.n
+
+    def _chunk_hvp_block(self, theta: Tensor, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        """sum over the chunk of H_chunk V / n: vmap over the columns of a forward-over-reverse product."""
+
+        def column(v: Tensor) -> Tensor:
+            return jvp(lambda t: grad(self._chunk_sum)(t, x, y), (theta,), (v,))[1]
+
+        return vmap(column, in_dims=1, out_dims=1)(V)
+
+    def _gradient_graph(self) -> tuple[Tensor, Tensor]:
+        """(leaf, gradient with its graph) at the base point on all data (built once, see :meth:`hvp`)."""
         if self._graph_cache is None:
             leaf = self.theta.detach().clone().requires_grad_(True)
             with torch.enable_grad():
@@ -289,15 +325,66 @@ class Objective:
                 (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
             self._graph_cache = (leaf, g, loss)
         leaf, g, _ = self._graph_cache
+        return leaf, g
+
+    def _cached_hvp(self, v: Tensor) -> Tensor:
+        leaf, g = self._gradient_graph()
         (hv,) = torch.autograd.grad(g, leaf, grad_outputs=v, retain_graph=True)
         return hv.detach()
+
+    def _cached_hvp_block(self, V: Tensor) -> Tensor:
+        leaf, g = self._gradient_graph()
+        try:
+            (hv,) = torch.autograd.grad(
+                g, leaf, grad_outputs=V.T.contiguous(), retain_graph=True, is_grads_batched=True
+            )
+        except RuntimeError:  # an op without a batching rule for its double backward: one column at a time
+            return torch.stack([self._cached_hvp(c) for c in V.T], dim=1)
+        return hv.detach().T
+
+    def _chunk_ggn_block(self, theta: Tensor, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        """sum over the chunk of J_i^T Q_i J_i V / n (vmap over the columns when there are several)."""
+
+        def fn(t: Tensor) -> Tensor:
+            return self.outputs_fn(t, x)
+
+        b = V.shape[1]
+        f, pullback = vjp(fn, theta)
+        if b == 1:
+            jv = jvp(fn, (theta,), (V[:, 0],))[1].unsqueeze(0)
+        else:
+            jv = vmap(lambda v: jvp(fn, (theta,), (v,))[1], in_dims=1)(V)  # [b, m, ...]
+        m = len(f)
+        q = self.output_hessians(f, y).reshape(m, f[0].numel(), -1)
+        u = (torch.einsum("mkl,bml->bmk", q, jv.reshape(b, m, -1)) / self.n).reshape(b, *f.shape)
+        if b == 1:
+            return pullback(u[0])[0].unsqueeze(1)
+        return vmap(pullback)(u)[0].T
+
+    def _allreduce(self, t: Tensor) -> Tensor:
+        """Sum a data-summed result over the processes that hold the other shards of the data.
+
+        Every data-summing product (value, grad, hvp, ggn_vp, the block products, per-example sums) passes
+        its result through here. Identity in a single process.
+        """
+        return t
 
     def clear_cache(self) -> None:
         """Drop the cached gradient graph (frees memory)."""
         self._graph_cache = None
 
     def output_hessians(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """Per-example loss Hessians in output space Q_i = d^2 l_i / d f^2, shape ``[m, K, K]``."""
+        """Per-example loss Hessians in output space Q_i = d^2 l_i / d f^2, shape ``[m, K, K]``.
+
+        Closed forms for the built-in losses on ``[m, K]`` outputs (mse: (2/K) I, the Hessian of
+        (1/K) ||f - y||^2; cross_entropy: diag(p) - p p^T with p = softmax(f)); autograd otherwise.
+        """
+        if outputs.dim() == 2 and self._loss is _mse:
+            m, k = outputs.shape
+            return (2.0 / k) * torch.eye(k, dtype=outputs.dtype, device=outputs.device).expand(m, k, k)
+        if outputs.dim() == 2 and self._loss is _cross_entropy:
+            prob = torch.softmax(outputs.detach(), dim=1)
+            return torch.diag_embed(prob) - prob.unsqueeze(2) * prob.unsqueeze(1)
 
         def single(f: Tensor, t: Tensor) -> Tensor:
             return self._loss(f.unsqueeze(0), t.unsqueeze(0))[0]
@@ -311,15 +398,23 @@ class Objective:
         semi-definite for convex losses in the outputs.
         """
         v = self._check_vec(v)
+        return self.ggn_vp_block(v.unsqueeze(1), theta)[:, 0]
+
+    def ggn_vp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Block Gauss-Newton product G V for V of shape ``[p, b]``, shape ``[p, b]``.
+
+        Per chunk: one forward pass with its pullback, the b Jacobian-vector products J V vmapped over the
+        columns, Q_i applied per example, and one vmapped pullback J^T U. Equal to ``b`` calls of
+        :meth:`ggn_vp` to rounding.
+        """
+        V = self._check_block(V)
         theta = self.theta if theta is None else self._check_vec(theta)
-        out = torch.zeros_like(theta)
+        out = torch.zeros_like(V)
+        if V.shape[1] == 0:
+            return out
         for x, y in self.chunks():
-            f, jv = jvp(lambda t, x=x: self.outputs_fn(t, x), (theta,), (v,))
-            q = self.output_hessians(f, y)
-            u = torch.einsum("mkl,ml->mk", q.reshape(len(f), q.shape[1], -1), jv.reshape(len(f), -1))
-            _, pullback = vjp(lambda t, x=x: self.outputs_fn(t, x), theta)
-            out += pullback(u.reshape(f.shape) / self.n)[0]
-        return out
+            out += self._chunk_ggn_block(theta, x, y, V)
+        return self._allreduce(out)
 
     # ------------------------------------------------------------------ per-example quantities
     def per_example_grads(self, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:

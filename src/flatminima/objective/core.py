@@ -11,53 +11,29 @@ G v = (1/n) sum_i J_i^T Q_i J_i v (J_i = d f(x_i)/d theta, Q_i = d^2 l_i / d f^2
 of Chaudhari's thesis (Lemma 6.3). The data is processed in chunks of ``chunk_size`` examples to bound memory;
 results do not depend on the chunking (except with ``bn="train"``, where batch statistics are per chunk).
 
-Loss conventions (DESIGN.md): ``"mse"`` is the mean over all n*K entries (``nn.MSELoss()``), so
-l_i = (1/K) ||f(x_i) - y_i||^2 (Wu, Ma & E 2018, Sec. 4); ``"cross_entropy"`` is the mean over examples; a
-callable ``(outputs, targets) -> per-example losses`` is averaged over examples.
+Loss conventions (DESIGN.md; details in ``losses.py``): ``"mse"`` is the mean over all n*K entries
+(``nn.MSELoss()``), so l_i = (1/K) ||f(x_i) - y_i||^2 (Wu, Ma & E 2018, Sec. 4); ``"cross_entropy"`` and
+``"token_cross_entropy"`` (one sequence = one example) are means over examples; torch loss modules are
+recognised and evaluated per example; a callable must return one loss per example (a scalar is refused).
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .losses import LossFn, _cross_entropy, _mse, loss_name, per_example_loss
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
 BNMode = Literal["eval", "train"]
 
-__all__ = ["LOSSES", "Objective", "per_example_loss"]
-
-
-def _mse(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Per-example MSE, (1/K) ||f - y||^2, so that its mean equals ``nn.MSELoss()``."""
-    diff = outputs - targets.to(outputs.dtype)
-    return diff.reshape(diff.shape[0], -1).pow(2).mean(dim=1)
-
-
-def _cross_entropy(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Per-example cross-entropy; targets may be class indices or one-hot / soft label rows."""
-    if targets.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        return nn.functional.cross_entropy(outputs, targets.long(), reduction="none")
-    return -(targets.to(outputs.dtype) * torch.log_softmax(outputs, dim=-1)).sum(dim=-1)
-
-
-LOSSES: dict[str, LossFn] = {"mse": _mse, "cross_entropy": _cross_entropy}
-
-
-def per_example_loss(loss: str | LossFn) -> LossFn:
-    """Resolve a loss name (``"mse"``, ``"cross_entropy"``) or a callable to a per-example loss function."""
-    if callable(loss):
-        return loss
-    if loss not in LOSSES:
-        raise ConfigError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSSES)} or pass a callable")
-    return LOSSES[loss]
+__all__ = ["BNMode", "Objective"]
 
 
 class Objective:
@@ -66,7 +42,8 @@ class Objective:
     Parameters
     ----------
     model: the network. It is not modified; with ``dtype`` set, a converted copy is used.
-    loss: ``"mse"`` | ``"cross_entropy"`` | callable ``(outputs, targets) -> per-example losses``.
+    loss: ``"mse"`` | ``"cross_entropy"`` | ``"token_cross_entropy"`` | a torch loss module
+        (``nn.MSELoss()``, ...) | callable ``(outputs, targets) -> per-example losses [m]`` (``losses.py``).
     x, y: inputs and targets (first dimension n). Moved to the model's device.
     chunk_size: examples per chunk (``None``: all at once).
     params: ``None`` (all trainable parameters) or a name pattern / list of patterns (``fnmatch``, e.g.
@@ -105,7 +82,7 @@ class Objective:
         if dtype is not None and first.dtype != dtype:
             model = copy.deepcopy(model).to(dtype)
         self.model = model
-        self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
+        self.loss_name = loss_name(loss)
         self._loss = per_example_loss(loss)
         self.bn: BNMode = bn
         self.chunk_size = chunk_size
@@ -136,6 +113,7 @@ class Objective:
         if not bool(torch.isfinite(self.theta).all()):
             raise ConfigError("the parameters contain NaN or inf (a diverged run?): nothing to measure")
         self._graph_cache: tuple[Tensor, Tensor, Tensor] | None = None
+        self._forward_ad = True  # cleared when the model has an op without a forward-mode derivative
 
     # ------------------------------------------------------------------ basics
     @property
@@ -275,46 +253,37 @@ class Objective:
     def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
         """Hessian-vector product H v, H = (1/n) sum_i hess l_i(theta).
 
-        At the base point with a single chunk, the gradient graph is built once and reused: each product is
-        one backward pass through it (double backward). Otherwise forward-over-reverse per chunk (torch.func).
+        Reverse-over-reverse (double backward, as PyHessian): at the base point with a single chunk the
+        gradient graph is built once and reused, so each product is one backward pass through it; otherwise
+        each chunk builds its gradient graph and runs one backward pass through it.
         """
         v = self._check_vec(v)
-        if theta is None and self._single_chunk():
-            return self._allreduce(self._cached_hvp(v))
-        theta = self.theta if theta is None else self._check_vec(theta)
-        out = torch.zeros_like(theta)
-        for x, y in self.chunks():
-            out += jvp(lambda t, x=x, y=y: grad(self._chunk_sum)(t, x, y), (theta,), (v,))[1]
-        return self._allreduce(out)
+        return self.hvp_block(v.unsqueeze(1), theta)[:, 0]
 
     def hvp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
         """Block Hessian product H V for V of shape ``[p, b]`` (b vectors as columns), shape ``[p, b]``.
 
-        Equal to ``b`` calls of :meth:`hvp` to rounding, but one graph serves the whole block: at the base
-        point with a single chunk, one batched backward pass through the cached gradient graph
-        (``is_grads_batched``); otherwise, per chunk, forward-over-reverse vmapped over the columns.
+        Equal to ``b`` calls of :meth:`hvp` to rounding, but one graph serves the whole block: one batched
+        backward pass (``is_grads_batched``) through the cached gradient graph at the base point with a
+        single chunk, else through each chunk's gradient graph.
         """
         V = self._check_block(V)
         if V.shape[1] == 0:
             return V.clone()
         if theta is None and self._single_chunk():
-            return self._allreduce(self._cached_hvp_block(V))
+            leaf, g = self._gradient_graph()
+            return self._allreduce(_backward_block(g, leaf, V, retain=True))
         theta = self.theta if theta is None else self._check_vec(theta)
         out = torch.zeros_like(V)
         for x, y in self.chunks():
-            out += self._chunk_hvp_block(theta, x, y, V)
+            leaf = theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(self._chunk_sum(leaf, x, y), leaf, create_graph=True)
+            out += _backward_block(g, leaf, V, retain=False)
         return self._allreduce(out)
 
     def _single_chunk(self) -> bool:
         return self.chunk_size is None or self.chunk_size >= self.n
-
-    def _chunk_hvp_block(self, theta: Tensor, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
-        """sum over the chunk of H_chunk V / n: vmap over the columns of a forward-over-reverse product."""
-
-        def column(v: Tensor) -> Tensor:
-            return jvp(lambda t: grad(self._chunk_sum)(t, x, y), (theta,), (v,))[1]
-
-        return vmap(column, in_dims=1, out_dims=1)(V)
 
     def _gradient_graph(self) -> tuple[Tensor, Tensor]:
         """(leaf, gradient with its graph) at the base point on all data (built once, see :meth:`hvp`)."""
@@ -327,39 +296,41 @@ class Objective:
         leaf, g, _ = self._graph_cache
         return leaf, g
 
-    def _cached_hvp(self, v: Tensor) -> Tensor:
-        leaf, g = self._gradient_graph()
-        (hv,) = torch.autograd.grad(g, leaf, grad_outputs=v, retain_graph=True)
-        return hv.detach()
-
-    def _cached_hvp_block(self, V: Tensor) -> Tensor:
-        leaf, g = self._gradient_graph()
-        try:
-            (hv,) = torch.autograd.grad(
-                g, leaf, grad_outputs=V.T.contiguous(), retain_graph=True, is_grads_batched=True
-            )
-        except RuntimeError:  # an op without a batching rule for its double backward: one column at a time
-            return torch.stack([self._cached_hvp(c) for c in V.T], dim=1)
-        return hv.detach().T
-
     def _chunk_ggn_block(self, theta: Tensor, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
-        """sum over the chunk of J_i^T Q_i J_i V / n (vmap over the columns when there are several)."""
+        """sum over the chunk of J_i^T Q_i J_i V / n.
 
-        def fn(t: Tensor) -> Tensor:
-            return self.outputs_fn(t, x)
-
+        J V by forward-mode AD (vmapped over the columns when there are several), or, for models with an op
+        that has no forward-mode derivative, by the double-backward trick J v = d/du <J^T u, v>; J^T U by one
+        (batched) backward pass.
+        """
         b = V.shape[1]
-        f, pullback = vjp(fn, theta)
-        if b == 1:
-            jv = jvp(fn, (theta,), (V[:, 0],))[1].unsqueeze(0)
-        else:
-            jv = vmap(lambda v: jvp(fn, (theta,), (v,))[1], in_dims=1)(V)  # [b, m, ...]
+        leaf = theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            f = self.outputs_fn(leaf, x)
+        jv = self._jvp_block(theta, x, f, leaf, V)  # [b, *f.shape]
         m = len(f)
         q = self.output_hessians(f, y).reshape(m, f[0].numel(), -1)
         u = (torch.einsum("mkl,bml->bmk", q, jv.reshape(b, m, -1)) / self.n).reshape(b, *f.shape)
-        if b == 1:
-            return pullback(u[0])[0].unsqueeze(1)
-        return vmap(pullback)(u)[0].T
+        return _backward_block(f, leaf, u.reshape(b, -1).T, retain=False)
+
+    def _jvp_block(self, theta: Tensor, x: Tensor, f: Tensor, leaf: Tensor, V: Tensor) -> Tensor:
+        """J V as ``[b, *f.shape]`` (see :meth:`_chunk_ggn_block`)."""
+        if self._forward_ad:
+
+            def fn(t: Tensor) -> Tensor:
+                return self.outputs_fn(t, x)
+
+            try:
+                if V.shape[1] == 1:
+                    return jvp(fn, (theta,), (V[:, 0],))[1].unsqueeze(0)
+                return vmap(lambda v: jvp(fn, (theta,), (v,))[1], in_dims=1)(V)
+            except NotImplementedError:  # "Trying to use forward AD with <op> that does not support it"
+                self._forward_ad = False
+        with torch.enable_grad():
+            dummy = torch.zeros_like(f, requires_grad=True)
+            (jt,) = torch.autograd.grad(f, leaf, dummy, create_graph=True)
+        flat = _backward_block(jt, dummy, V, retain=True)  # [numel(f), b]
+        return flat.T.reshape(V.shape[1], *f.shape)
 
     def _allreduce(self, t: Tensor) -> Tensor:
         """Sum a data-summed result over the processes that hold the other shards of the data.
@@ -403,9 +374,9 @@ class Objective:
     def ggn_vp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
         """Block Gauss-Newton product G V for V of shape ``[p, b]``, shape ``[p, b]``.
 
-        Per chunk: one forward pass with its pullback, the b Jacobian-vector products J V vmapped over the
-        columns, Q_i applied per example, and one vmapped pullback J^T U. Equal to ``b`` calls of
-        :meth:`ggn_vp` to rounding.
+        Per chunk: one forward pass kept with its graph, the b Jacobian-vector products J V (forward-mode,
+        vmapped over the columns), Q_i applied per example, and one batched backward pass J^T U. Equal to
+        ``b`` calls of :meth:`ggn_vp` to rounding.
         """
         V = self._check_block(V)
         theta = self.theta if theta is None else self._check_vec(theta)
@@ -436,11 +407,36 @@ class Objective:
         theta = self.theta if theta is None else self._check_vec(theta)
         v = v.to(self.device, self.dtype)
 
-        def single(xi: Tensor, yi: Tensor, vi: Tensor) -> Tensor:
+        def forward_over_reverse(xi: Tensor, yi: Tensor, vi: Tensor) -> Tensor:
             return jvp(lambda t: grad(self._single_loss)(t, xi, yi), (theta,), (vi,))[1]
 
-        return vmap(single, in_dims=(0, 0, 0 if v.dim() == 2 else None))(x, y, v)
+        def reverse_over_reverse(xi: Tensor, yi: Tensor, vi: Tensor) -> Tensor:  # H symmetric: v^T H = H v
+            return vjp(lambda t: grad(self._single_loss)(t, xi, yi), theta)[1](vi)[0]
+
+        in_dims = (0, 0, 0 if v.dim() == 2 else None)
+        if self._forward_ad:
+            try:
+                return vmap(forward_over_reverse, in_dims=in_dims)(x, y, v)
+            except NotImplementedError:  # an op without a forward-mode derivative
+                self._forward_ad = False
+        return vmap(reverse_over_reverse, in_dims=in_dims)(x, y, v)
 
     def _require_eval_bn(self, what: str) -> None:
         if self.bn != "eval":
             raise ConfigError(f"{what} need bn='eval': a single example has no batch statistics")
+
+
+def _backward_block(out: Tensor, inp: Tensor, V: Tensor, retain: bool) -> Tensor:
+    """d<out, u_j>/d inp for the columns u_j of V (``[numel(out), b]``), shape ``[numel(inp), b]``: one
+    batched backward pass (``is_grads_batched``), column by column where an op has no batching rule."""
+    b = V.shape[1]
+    if b == 1:
+        (g,) = torch.autograd.grad(out, inp, grad_outputs=V[:, 0].reshape(out.shape), retain_graph=retain)
+        return g.detach().reshape(-1, 1)
+    cols = V.T.reshape(b, *out.shape)
+    try:
+        (g,) = torch.autograd.grad(out, inp, grad_outputs=cols, retain_graph=True, is_grads_batched=True)
+    except RuntimeError:  # an op without a batching rule for its backward
+        parts = [torch.autograd.grad(out, inp, grad_outputs=c, retain_graph=True)[0] for c in cols]
+        g = torch.stack(parts)
+    return g.detach().reshape(b, -1).T

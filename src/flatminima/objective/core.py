@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-from collections.abc import Iterator, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..errors import ConfigError
+from .context import measurement_mode
+from .data import LoaderSource, TensorSource, map_tensors
 from .losses import LossFn, _cross_entropy, _mse, loss_name, per_example_loss
 
 BNMode = Literal["eval", "train"]
@@ -65,31 +67,56 @@ class Objective:
         bn: BNMode = "eval",
         dtype: torch.dtype | None = None,
         theta: Tensor | None = None,
+        *,
+        data: Iterable[Any] | None = None,
+        target_key: str = "labels",
+        forward: Callable[[nn.Module, Any], tuple[Tensor, Any]] | None = None,
+        batch_loss: Callable[[nn.Module, Any], Tensor] | None = None,
     ) -> None:
-        if x is None or y is None:
-            raise ConfigError("Objective needs data: pass x and y")
-        if len(x) != len(y):
-            raise ConfigError(f"x and y disagree on the number of examples: {len(x)} vs {len(y)}")
-        if len(x) == 0:
-            raise ConfigError("Objective needs at least one example")
+        if data is None and x is not None and y is None and _is_batches(x):
+            data, x = x, None  # Objective(model, loss, loader)
         if chunk_size is not None and chunk_size < 1:
             raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size}")
         if bn not in ("eval", "train"):
             raise ConfigError(f"bn must be 'eval' or 'train', got {bn!r}")
+        if forward is not None and batch_loss is not None:
+            raise ConfigError("pass either forward= or batch_loss=, not both")
+        if (forward is not None or batch_loss is not None) and data is None:
+            raise ConfigError("forward= and batch_loss= hooks read batches: pass the data as data=<loader>")
         first = next(model.parameters(), None)
         if first is None:
             raise ConfigError("the model has no parameters")
         if dtype is not None and first.dtype != dtype:
             model = copy.deepcopy(model).to(dtype)
         self.model = model
-        self.loss_name = loss_name(loss)
+        hook_name = getattr(batch_loss, "__name__", "batch_loss")
+        self.loss_name = loss_name(loss) if batch_loss is None else hook_name
         self._loss = per_example_loss(loss)
         self.bn: BNMode = bn
         self.chunk_size = chunk_size
         self.device = first.device
         self.dtype = dtype or first.dtype
-        self.x = x.to(self.device, self.dtype if x.is_floating_point() else x.dtype)
-        self.y = y.to(self.device, self.dtype if y.is_floating_point() else y.dtype)
+        self._hook = forward if forward is not None else batch_loss
+        self._hook_gives_losses = batch_loss is not None
+        self._hooked = _Hooked(model, self._hook) if self._hook is not None else None
+        self._source: TensorSource | LoaderSource
+        if data is not None:
+            if x is not None or y is not None:
+                raise ConfigError("pass the data either as x, y tensors or as data=<loader>, not both")
+            if chunk_size is not None:
+                raise ConfigError("with data=<loader> each batch is one chunk: set the loader's batch size")
+            self._source = LoaderSource(
+                data, target_key=target_key, hooked=self._hook is not None, to_device=self._to_device
+            )
+            self._source.first_chunk()  # the first batch reads (clear error now, not inside a product)
+        else:
+            if x is None or y is None:
+                raise ConfigError("Objective needs data: pass x and y, or data=<loader>")
+            if len(x) != len(y):
+                raise ConfigError(f"x and y disagree on the number of examples: {len(x)} vs {len(y)}")
+            if len(x) == 0:
+                raise ConfigError("Objective needs at least one example")
+            self._source = TensorSource(self._to_device(x), self._to_device(y), chunk_size)
 
         named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
         patterns = [params] if isinstance(params, str) else list(params) if params is not None else None
@@ -115,11 +142,38 @@ class Objective:
         self._graph_cache: tuple[Tensor, Tensor, Tensor] | None = None
         self._forward_ad = True  # cleared when the model has an op without a forward-mode derivative
 
+    def _to_device(self, t: Tensor) -> Tensor:
+        """A data tensor on the objective's device; floating tensors in its dtype, others as they are."""
+        return t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device)
+
     # ------------------------------------------------------------------ basics
     @property
     def n(self) -> int:
         """Number of examples."""
-        return len(self.x)
+        return self._source.n
+
+    @property
+    def x(self) -> Tensor:
+        """All inputs as one tensor (tensor form only)."""
+        return self._tensor_data().x
+
+    @property
+    def y(self) -> Tensor:
+        """All targets as one tensor (tensor form only)."""
+        return self._tensor_data().y
+
+    @property
+    def is_tensor_data(self) -> bool:
+        """Whether the examples are held as two tensors ``x, y`` (else they come from a loader)."""
+        return self._source.is_tensor
+
+    def _tensor_data(self) -> TensorSource:
+        if not isinstance(self._source, TensorSource):
+            raise ConfigError(
+                "this measurement needs the data as tensors (Objective(model, loss, x, y)); the Objective "
+                "reads a loader (data=), which is never concatenated into memory"
+            )
+        return self._source
 
     @property
     def loss_fn(self) -> LossFn:
@@ -187,43 +241,82 @@ class Objective:
         return other
 
     def subset(self, index: Tensor | Sequence[int]) -> Objective:
-        """The same objective on a subset of the examples (for ``subsamples=`` repeats and minibatches)."""
+        """The same objective on a subset of the examples (for ``subsamples=`` repeats and minibatches).
+
+        With a loader, each product still reads every batch, and keeps the selected examples of each (in data
+        order, repeats kept).
+        """
         other = copy.copy(self)
-        idx = torch.as_tensor(index, device=self.device, dtype=torch.long)
-        other.x, other.y = self.x[idx], self.y[idx]
+        device = self.device if self._source.is_tensor else "cpu"
+        other._source = self._source.subset(torch.as_tensor(index, device=device, dtype=torch.long))
         other._graph_cache = None
         return other
 
-    def chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """Iterate over ``(x, y)`` chunks of at most ``chunk_size`` examples."""
-        size = self.chunk_size or self.n
-        for start in range(0, self.n, size):
-            yield self.x[start : start + size], self.y[start : start + size]
+    def chunks(self, size: int | None = None) -> Iterator[tuple[Any, Any]]:
+        """Iterate over ``(inputs, targets)`` chunks: slices of at most ``chunk_size`` (or ``size``) examples
+        of ``x, y``, or the loader's batches (split into pieces of at most ``size`` examples if given).
+
+        ``inputs`` is what the model is called with (a tensor, or a dict of keyword inputs; the whole batch
+        with a forward= / batch_loss= hook, ``targets`` then None).
+        """
+        return self._source.chunks(size)
 
     # ------------------------------------------------------------------ functional core
-    def outputs_fn(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Network outputs f(x; theta) as a pure function of the flat vector (usable under torch.func)."""
+    def _tensors(self, theta: Tensor) -> dict[str, Tensor]:
         tensors = dict(self._fixed)
         tensors.update(self.unflatten(theta))
-        was_training = self.model.training
-        self.model.train(self.bn == "train")
-        try:
-            if self.bn == "train":
-                # Batch statistics without touching the model's running buffers.
-                tensors.update({k: b.clone() for k, b in self.model.named_buffers()})
+        if self.bn == "train":  # batch statistics without touching the model's running buffers
+            tensors.update({k: b.clone() for k, b in self.model.named_buffers()})
+        return tensors
+
+    def _call(self, theta: Tensor, x: Any) -> Any:
+        """The model's raw result on the inputs ``x`` (the hook's, with a hook) at the flat vector theta."""
+        tensors = self._tensors(theta)
+        with measurement_mode(self.model, self.bn):
+            if self._hooked is not None:
+                return functional_call(self._hooked, {f"model.{k}": v for k, v in tensors.items()}, (x,))
+            if isinstance(x, Mapping):
+                return functional_call(self.model, tensors, (), dict(x))
             return functional_call(self.model, tensors, (x,))
-        finally:
-            self.model.train(was_training)
 
-    def losses_fn(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def outputs_fn(self, theta: Tensor, x: Any) -> Tensor:
+        """Network outputs f(x; theta) as a pure function of the flat vector (usable under torch.func)."""
+        if self._hook_gives_losses:
+            raise ConfigError(
+                "this measurement needs the network outputs (Gauss-Newton, margins, ...), which a "
+                "batch_loss= hook does not give: pass forward=(model, batch) -> (outputs, targets) instead"
+            )
+        if self._hooked is not None:
+            return self._outputs_targets(theta, x, None)[0]
+        return model_output(self._call(theta, x))
+
+    def _outputs_targets(self, theta: Tensor, x: Any, y: Any) -> tuple[Tensor, Any]:
+        """(outputs, targets) of a chunk; with a forward= hook the targets are the hook's."""
+        if self._hooked is None or self._hook_gives_losses:
+            return self.outputs_fn(theta, x), y
+        result = self._call(theta, x)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise ConfigError(
+                f"forward= must return (outputs, targets), got {type(result).__name__}"
+                + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+            )
+        return model_output(result[0]), result[1]
+
+    def losses_fn(self, theta: Tensor, x: Any, y: Any) -> Tensor:
         """Per-example losses l_i(theta) on ``(x, y)`` (pure function)."""
-        return self._loss(self.outputs_fn(theta, x), y)
+        if self._hook_gives_losses:
+            losses = self._call(theta, x)
+            if not isinstance(losses, Tensor) or losses.dim() != 1:
+                shape = tuple(getattr(losses, "shape", ()))
+                raise ConfigError(f"batch_loss= must return one loss per example (shape [m]), got {shape}")
+            return losses
+        return self._loss(*self._outputs_targets(theta, x, y))
 
-    def _chunk_sum(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def _chunk_sum(self, theta: Tensor, x: Any, y: Any) -> Tensor:
         return self.losses_fn(theta, x, y).sum() / self.n
 
-    def _single_loss(self, theta: Tensor, xi: Tensor, yi: Tensor) -> Tensor:
-        return self.losses_fn(theta, xi.unsqueeze(0), yi.unsqueeze(0))[0]
+    def _single_loss(self, theta: Tensor, xi: Any, yi: Any) -> Tensor:
+        return self.losses_fn(theta, _unsqueeze(xi), _unsqueeze(yi))[0]
 
     # ------------------------------------------------------------------ full-data quantities
     def losses(self, theta: Tensor | None = None) -> Tensor:
@@ -237,6 +330,15 @@ class Objective:
         theta = self.theta if theta is None else self._check_vec(theta)
         with torch.no_grad():
             return torch.cat([self.outputs_fn(theta, x) for x, _ in self.chunks()])
+
+    def zero_predictor_value(self) -> float:
+        """(1/n) sum_i l(0, y_i): the loss of the predictor whose outputs are all zero (a reference scale)."""
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            for x, y in self.chunks():
+                f, targets = self._outputs_targets(self.theta, x, y)
+                total += self._loss(torch.zeros_like(f), targets).sum()
+        return float(self._allreduce(total) / self.n)
 
     def value(self, theta: Tensor | None = None) -> float:
         """I(theta) = (1/n) sum_i l_i(theta)."""
@@ -283,14 +385,14 @@ class Objective:
         return self._allreduce(out)
 
     def _single_chunk(self) -> bool:
-        return self.chunk_size is None or self.chunk_size >= self.n
+        return self._source.single_chunk()
 
     def _gradient_graph(self) -> tuple[Tensor, Tensor]:
         """(leaf, gradient with its graph) at the base point on all data (built once, see :meth:`hvp`)."""
         if self._graph_cache is None:
             leaf = self.theta.detach().clone().requires_grad_(True)
             with torch.enable_grad():
-                loss = self.losses_fn(leaf, self.x, self.y).mean()
+                loss = self.losses_fn(leaf, self.x, self.y).sum() / self.n
                 (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
             self._graph_cache = (leaf, g, loss)
         leaf, g, _ = self._graph_cache
@@ -306,10 +408,10 @@ class Objective:
         b = V.shape[1]
         leaf = theta.detach().requires_grad_(True)
         with torch.enable_grad():
-            f = self.outputs_fn(leaf, x)
+            f, targets = self._outputs_targets(leaf, x, y)
         jv = self._jvp_block(theta, x, f, leaf, V)  # [b, *f.shape]
         m = len(f)
-        q = self.output_hessians(f, y).reshape(m, f[0].numel(), -1)
+        q = self.output_hessians(f, targets).reshape(m, f[0].numel(), -1)
         u = (torch.einsum("mkl,bml->bmk", q, jv.reshape(b, m, -1)) / self.n).reshape(b, *f.shape)
         return _backward_block(f, leaf, u.reshape(b, -1).T, retain=False)
 
@@ -395,7 +497,7 @@ class Objective:
         """
         self._require_eval_bn("per-example gradients")
         theta = self.theta if theta is None else self._check_vec(theta)
-        return vmap(grad(self._single_loss), in_dims=(None, 0, 0))(theta, x, y)
+        return vmap(grad(self._single_loss), in_dims=(None, 0, _dim(y)))(theta, x, y)
 
     def per_example_hvp(self, v: Tensor, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:
         """Per-example Hessian-vector products H_i v_i, shape ``[m, p]``.
@@ -407,13 +509,13 @@ class Objective:
         theta = self.theta if theta is None else self._check_vec(theta)
         v = v.to(self.device, self.dtype)
 
-        def forward_over_reverse(xi: Tensor, yi: Tensor, vi: Tensor) -> Tensor:
+        def forward_over_reverse(xi: Any, yi: Any, vi: Tensor) -> Tensor:
             return jvp(lambda t: grad(self._single_loss)(t, xi, yi), (theta,), (vi,))[1]
 
-        def reverse_over_reverse(xi: Tensor, yi: Tensor, vi: Tensor) -> Tensor:  # H symmetric: v^T H = H v
+        def reverse_over_reverse(xi: Any, yi: Any, vi: Tensor) -> Tensor:  # H symmetric: v^T H = H v
             return vjp(lambda t: grad(self._single_loss)(t, xi, yi), theta)[1](vi)[0]
 
-        in_dims = (0, 0, 0 if v.dim() == 2 else None)
+        in_dims = (0, _dim(y), 0 if v.dim() == 2 else None)
         if self._forward_ad:
             try:
                 return vmap(forward_over_reverse, in_dims=in_dims)(x, y, v)
@@ -440,3 +542,48 @@ def _backward_block(out: Tensor, inp: Tensor, V: Tensor, retain: bool) -> Tensor
         parts = [torch.autograd.grad(out, inp, grad_outputs=c, retain_graph=True)[0] for c in cols]
         g = torch.stack(parts)
     return g.detach().reshape(b, -1).T
+
+
+class _Hooked(nn.Module):
+    """The model under a user hook ``hook(model, batch)``, as one module for ``functional_call``."""
+
+    def __init__(self, model: nn.Module, hook: Callable[[nn.Module, Any], Any]) -> None:
+        super().__init__()
+        self.model = model
+        self._fm_hook = hook
+
+    def forward(self, batch: Any) -> Any:
+        return self._fm_hook(self.model, batch)
+
+
+def model_output(out: Any) -> Tensor:
+    """The output tensor of a model's result: the tensor itself, ``["logits"]`` / ``.logits`` of a mapping or
+    model-output object (HuggingFace), else the first entry of a tuple."""
+    if isinstance(out, Tensor):
+        return out
+    logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise ConfigError(
+        f"the model returned {type(out).__name__}, not a tensor: flatminima reads a tensor, a mapping / "
+        "object with 'logits', or a tuple whose first entry is the output tensor; otherwise pass "
+        "forward=(model, batch) -> (outputs, targets)"
+    )
+
+
+def _unsqueeze(tree: Any) -> Any:
+    return map_tensors(lambda t: t.unsqueeze(0), tree)
+
+
+def _dim(tree: Any) -> int | None:
+    """vmap's in_dim for a chunk's targets: 0, or None when there are none (hooks)."""
+    return None if tree is None else 0
+
+
+def _is_batches(data: Any) -> bool:
+    """Whether ``data`` passed as ``x`` is a source of batches (a loader, a list of batches), not inputs."""
+    return isinstance(data, Iterable) and not isinstance(data, (Tensor, str, bytes)) and not hasattr(
+        data, "__array__"
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 
-import torch
 from torch import Tensor
 
 from ..errors import unknown
@@ -33,9 +32,7 @@ AUTO_GGN_LOSS_RATIO = 1e-3
 
 def loss_ratio(obj) -> float:
     """Training loss relative to the loss of the zero predictor, I(theta) / (1/n) sum_i l(0, y_i)."""
-    with torch.no_grad():
-        out = obj.outputs()
-        base = float(obj.loss_fn(torch.zeros_like(out), obj.y).mean())
+    base = obj.zero_predictor_value()
     value = obj.value()
     return value / base if base > 0 else (0.0 if value == 0 else math.inf)
 

@@ -60,8 +60,7 @@ class ExactMoments:
         obj = self.obj
         hv = torch.zeros_like(v)
         sv = torch.zeros_like(v)
-        for start in range(0, obj.n, self.chunk_size):
-            x, y = obj.x[start : start + self.chunk_size], obj.y[start : start + self.chunk_size]
+        for x, y in obj.chunks(self.chunk_size):
             u = obj.per_example_hvp(v, x, y)
             hv += u.sum(0)
             sv += obj.per_example_hvp(u, x, y).sum(0)

@@ -129,6 +129,8 @@ def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any],
     if what not in table:
         raise unknown("measurement", what, list(table))
     run = _load_run(options["run"])
+    if "progress" in options and what in PRODUCTS:  # from the command line, before long work
+        Console(stderr=True).print(f"{what}: up to {PRODUCTS[what](options)} curvature products")
     result = table[what](run, options)
     path = atomic_write_json(
         Path(options["run"]) / f"measure-{what}.json", {"what": what, "options": options, "result": result}
@@ -198,9 +200,7 @@ def measure(
         radius_tol=radius_tol, examples=examples, batch_sizes=_numbers(batch_sizes, int),
         components=components, samples=samples, gammas=_numbers(gammas, float), repeats=repeats,
     )  # fmt: skip
-    options["progress"] = progress_enabled()  # a bar on a terminal
-    if what in PRODUCTS:
-        Console(stderr=True).print(f"{what}: up to {PRODUCTS[what](options)} curvature products")
+    options["progress"] = progress_enabled()  # a bar on a terminal; also: announce the products
     result, path = run_measurement(what, options)
     _print(what, result, path)
 

@@ -91,7 +91,7 @@ def tasks(model, x, y, bounds):
         "trace": {
             "ours": lambda: hessian_trace(_ours(model, x, y), matvecs=60).value,
             "curvlinops": lambda: float(hutchpp_trace(_curvlinops(model, x, y), 60)),
-            "eigenthings": lambda: float(hutch_plus_plus(_eigenthings(model, x, y), num_matvecs=60, seed=0).trace),
+            "eigenthings": lambda: float(hutch_plus_plus(_eigenthings(model, x, y), num_matvecs=60, seed=0).estimate),
         },
         "density": {
             "ours": lambda: spectral_density(_ours(model, x, y), steps=20, runs=3).nodes.max(),
@@ -139,6 +139,7 @@ def main() -> None:
                 start = time.perf_counter()
                 values[who] = fn()
                 times[who].append(time.perf_counter() - start)
+                print(f"  {what} {who}: {times[who][-1]:.2f} s, value {values[who]:.6g}", flush=True)
         med = {k: statistics.median(v) for k, v in times.items()}
         parts = [f"{k} {med[k]:.2f} s (value {values[k]:.6g})" for k in med]
         ratios = ", ".join(f"{k}/ours {med[k] / med['ours']:.2f}x" for k in med if k != "ours")

@@ -15,6 +15,7 @@ from . import curvature, data, generalization, landscape, models, noise, optim, 
 from .config import Phase, TrainConfig, load_config, train_from_config
 from .curvature import (
     Density,
+    EigenvalueResult,
     GGNOperator,
     HessianOperator,
     SharpnessProbe,
@@ -33,7 +34,14 @@ from .curvature import (
     spectral_density,
     spectrum_summary,
 )
-from .errors import CheckpointError, ConfigError, DataNotFoundError, FlatminimaError, UnknownNameError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    ConvergenceWarning,
+    DataNotFoundError,
+    FlatminimaError,
+    UnknownNameError,
+)
 from .estimate import Estimate
 from .landscape import flatness_radius
 from .objective import Objective
@@ -44,8 +52,10 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ConvergenceWarning",
     "DataNotFoundError",
     "Density",
+    "EigenvalueResult",
     "Estimate",
     "FlatminimaError",
     "GGNOperator",

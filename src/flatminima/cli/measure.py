@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._io import atomic_write_json
+from .._progress import progress_enabled
 from ..errors import ConfigError, unknown
 from .measure_probes import PROBES, objective_from_options
 
@@ -33,7 +34,8 @@ def _load_run(path: str):
 def _sharpness(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import sharpness
 
-    est = sharpness(objective_from_options(run, o), tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
+    obj = objective_from_options(run, o)
+    est = sharpness(obj, tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"], progress=o.get("progress"))
     return _estimate_dict(est)
 
 
@@ -41,7 +43,9 @@ def _trace(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_trace
 
     obj = objective_from_options(run, o)
-    est = hessian_trace(obj, matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"])
+    est = hessian_trace(
+        obj, matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"], progress=o.get("progress")
+    )
     return _estimate_dict(est)
 
 
@@ -49,7 +53,10 @@ def _nonuniformity(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import non_uniformity
 
     obj = objective_from_options(run, o)
-    est = non_uniformity(obj, method=o["method"], tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
+    est = non_uniformity(
+        obj, method=o["method"], tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"],
+        progress=o.get("progress"),
+    )  # fmt: skip
     return _estimate_dict(est)
 
 
@@ -57,17 +64,19 @@ def _spectrum(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_eigenvalues, plot_density, spectrum_summary
 
     obj = objective_from_options(run, o)
+    top = hessian_eigenvalues(obj, k=o["k"], tol=o["tol"], seed=o["seed"])  # validates k before the SLQ
     summary = spectrum_summary(
-        obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"]
-    )
-    top = hessian_eigenvalues(obj, k=o["k"], tol=o["tol"], seed=o["seed"])
+        obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"],
+        progress=o.get("progress"),
+    )  # fmt: skip
     png = plot_density(summary.density, Path(o["run"]) / "measure-spectrum.png")
     d = summary.to_dict()
     return {
         "near_zero_share": d["near_zero_share"],
         "near_zero_stderr": d["near_zero_stderr"],
         "threshold": d["threshold"],
-        "top_eigenvalues": top,
+        "top_eigenvalues": top.values,
+        "top_residuals": top.residuals,
         "most_negative_eigenvalue": d["most_negative_eigenvalue"]["value"],
         "most_negative_residual": d["most_negative_eigenvalue"]["residual"],
         "plot": str(png),
@@ -93,8 +102,9 @@ def _stability(run, o: dict[str, Any]) -> dict[str, Any]:
         batch = getattr(phase, "batch_size", None) or obj.n
     batch = min(int(batch), obj.n)
     st = linear_stability(
-        obj, lr=lr, batch_size=batch, tol=o["tol"], max_iter=o["max_iter"], method=o["method"], seed=o["seed"]
-    )
+        obj, lr=lr, batch_size=batch, tol=o["tol"], max_iter=o["max_iter"], method=o["method"],
+        seed=o["seed"], progress=o.get("progress"),
+    )  # fmt: skip
     return st.to_dict()
 
 
@@ -119,6 +129,8 @@ def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any],
     if what not in table:
         raise unknown("measurement", what, list(table))
     run = _load_run(options["run"])
+    if "progress" in options and what in PRODUCTS:  # from the command line, before long work
+        Console(stderr=True).print(f"{what}: up to {PRODUCTS[what](options)} curvature products")
     result = table[what](run, options)
     path = atomic_write_json(
         Path(options["run"]) / f"measure-{what}.json", {"what": what, "options": options, "result": result}
@@ -188,8 +200,19 @@ def measure(
         radius_tol=radius_tol, examples=examples, batch_sizes=_numbers(batch_sizes, int),
         components=components, samples=samples, gammas=_numbers(gammas, float), repeats=repeats,
     )  # fmt: skip
+    options["progress"] = progress_enabled()  # a bar on a terminal; also: announce the products
     result, path = run_measurement(what, options)
     _print(what, result, path)
+
+
+#: Upper bounds on the products of each built-in measurement (printed before the work starts).
+PRODUCTS: dict[str, Callable[[dict[str, Any]], int]] = {
+    "sharpness": lambda o: o["max_iter"],
+    "trace": lambda o: o["matvecs"],
+    "nonuniformity": lambda o: o["max_iter"] + 1,
+    "spectrum": lambda o: o["steps"] * o["runs"] + 3 * max(100, 4 * o["k"]),
+    "stability": lambda o: 4 * o["max_iter"],
+}
 
 
 def _numbers(text: str, kind: type) -> list:

@@ -1,0 +1,589 @@
+"""The Objective: a model, a loss and a fixed data set seen as a function of a flat parameter vector.
+
+Everything that measures a network goes through an Objective. With theta the flat vector of the selected
+parameters (``model.named_parameters()`` order) and l_i the per-example loss,
+
+    I(theta) = (1/n) sum_i l_i(theta),
+
+the Objective gives the value, the gradient, Hessian-vector products H v, Gauss-Newton products
+G v = (1/n) sum_i J_i^T Q_i J_i v (J_i = d f(x_i)/d theta, Q_i = d^2 l_i / d f^2), and per-example products
+(H_i v, per-example gradients) used by the non-uniformity of Wu, Ma & E 2018 (Def. 3) and the diffusion matrix
+of Chaudhari's thesis (Lemma 6.3). The data is processed in chunks of ``chunk_size`` examples to bound memory;
+results do not depend on the chunking (except with ``bn="train"``, where batch statistics are per chunk).
+
+Loss conventions (DESIGN.md; details in ``losses.py``): ``"mse"`` is the mean over all n*K entries
+(``nn.MSELoss()``), so l_i = (1/K) ||f(x_i) - y_i||^2 (Wu, Ma & E 2018, Sec. 4); ``"cross_entropy"`` and
+``"token_cross_entropy"`` (one sequence = one example) are means over examples; torch loss modules are
+recognised and evaluated per example; a callable must return one loss per example (a scalar is refused).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jvp, vjp, vmap
+
+from ..errors import ConfigError
+from .context import measurement_mode
+from .data import LoaderSource, TensorSource, map_tensors
+from .losses import LossFn, _cross_entropy, _mse, loss_name, per_example_loss
+
+BNMode = Literal["eval", "train"]
+
+__all__ = ["BNMode", "Objective"]
+
+
+class Objective:
+    """Functional view of ``model`` + ``loss`` on the fixed data ``(x, y)``.
+
+    Parameters
+    ----------
+    model: the network. It is not modified; with ``dtype`` set, a converted copy is used.
+    loss: ``"mse"`` | ``"cross_entropy"`` | ``"token_cross_entropy"`` | a torch loss module
+        (``nn.MSELoss()``, ...) | callable ``(outputs, targets) -> per-example losses [m]`` (``losses.py``).
+    x, y: inputs and targets (first dimension n). Moved to the model's device.
+    chunk_size: examples per chunk (``None``: all at once).
+    params: ``None`` (all trainable parameters) or a name pattern / list of patterns (``fnmatch``, e.g.
+        ``"fc3.*"``) selecting the parameters the flat vector holds; the others are held fixed.
+    bn: ``"eval"`` (default: running statistics, every product is exactly that of a fixed function) or
+        ``"train"`` (batch statistics of each data chunk; results then depend on ``chunk_size``).
+    dtype: optional dtype (e.g. ``torch.float64``) for model and data.
+    theta: optional starting point (flat vector); default the model's current parameters.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: str | LossFn = "mse",
+        x: Tensor | None = None,
+        y: Tensor | None = None,
+        chunk_size: int | None = None,
+        params: str | Sequence[str] | None = None,
+        bn: BNMode = "eval",
+        dtype: torch.dtype | None = None,
+        theta: Tensor | None = None,
+        *,
+        data: Iterable[Any] | None = None,
+        target_key: str = "labels",
+        forward: Callable[[nn.Module, Any], tuple[Tensor, Any]] | None = None,
+        batch_loss: Callable[[nn.Module, Any], Tensor] | None = None,
+    ) -> None:
+        if data is None and x is not None and y is None and _is_batches(x):
+            data, x = x, None  # Objective(model, loss, loader)
+        if chunk_size is not None and chunk_size < 1:
+            raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size}")
+        if bn not in ("eval", "train"):
+            raise ConfigError(f"bn must be 'eval' or 'train', got {bn!r}")
+        if forward is not None and batch_loss is not None:
+            raise ConfigError("pass either forward= or batch_loss=, not both")
+        if (forward is not None or batch_loss is not None) and data is None:
+            raise ConfigError("forward= and batch_loss= hooks read batches: pass the data as data=<loader>")
+        first = next(model.parameters(), None)
+        if first is None:
+            raise ConfigError("the model has no parameters")
+        if dtype is not None and first.dtype != dtype:
+            model = copy.deepcopy(model).to(dtype)
+        self.model = model
+        hook_name = getattr(batch_loss, "__name__", "batch_loss")
+        self.loss_name = loss_name(loss) if batch_loss is None else hook_name
+        self._loss = per_example_loss(loss)
+        self.bn: BNMode = bn
+        self.chunk_size = chunk_size
+        self.device = first.device
+        self.dtype = dtype or first.dtype
+        self._hook = forward if forward is not None else batch_loss
+        self._hook_gives_losses = batch_loss is not None
+        self._hooked = _Hooked(model, self._hook) if self._hook is not None else None
+        self._source: TensorSource | LoaderSource
+        if data is not None:
+            if x is not None or y is not None:
+                raise ConfigError("pass the data either as x, y tensors or as data=<loader>, not both")
+            if chunk_size is not None:
+                raise ConfigError("with data=<loader> each batch is one chunk: set the loader's batch size")
+            self._source = LoaderSource(
+                data, target_key=target_key, hooked=self._hook is not None, to_device=self._to_device
+            )
+            self._source.first_chunk()  # the first batch reads (clear error now, not inside a product)
+        else:
+            if x is None or y is None:
+                raise ConfigError("Objective needs data: pass x and y, or data=<loader>")
+            if len(x) != len(y):
+                raise ConfigError(f"x and y disagree on the number of examples: {len(x)} vs {len(y)}")
+            if len(x) == 0:
+                raise ConfigError("Objective needs at least one example")
+            self._source = TensorSource(self._to_device(x), self._to_device(y), chunk_size)
+
+        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+        patterns = [params] if isinstance(params, str) else list(params) if params is not None else None
+        if patterns is not None:
+            active = [(k, p) for k, p in named if any(fnmatch.fnmatchcase(k, pat) for pat in patterns)]
+            if not active:
+                names = ", ".join(k for k, _ in named)
+                raise ConfigError(f"params={params!r} matches no parameter; the model has: {names}")
+        else:
+            active = named
+        self.param_names: list[str] = [k for k, _ in active]
+        self.param_shapes: list[torch.Size] = [p.shape for _, p in active]
+        self.param_sizes: list[int] = [p.numel() for _, p in active]
+        active_set = set(self.param_names)
+        self._fixed: dict[str, Tensor] = {
+            k: p.detach() for k, p in model.named_parameters() if k not in active_set
+        }
+        self._fixed.update({k: b.detach() for k, b in model.named_buffers()})
+        base = torch.cat([p.detach().reshape(-1) for _, p in active])
+        self.theta: Tensor = base.clone() if theta is None else self._check_vec(theta).clone()
+        if not bool(torch.isfinite(self.theta).all()):
+            raise ConfigError("the parameters contain NaN or inf (a diverged run?): nothing to measure")
+        self._graph_cache: tuple[Tensor, Tensor, Tensor] | None = None
+        self._forward_ad = True  # cleared when the model has an op without a forward-mode derivative
+
+    def _to_device(self, t: Tensor) -> Tensor:
+        """A data tensor on the objective's device; floating tensors in its dtype, others as they are."""
+        return t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return self._source.n
+
+    @property
+    def x(self) -> Tensor:
+        """All inputs as one tensor (tensor form only)."""
+        return self._tensor_data().x
+
+    @property
+    def y(self) -> Tensor:
+        """All targets as one tensor (tensor form only)."""
+        return self._tensor_data().y
+
+    @property
+    def is_tensor_data(self) -> bool:
+        """Whether the examples are held as two tensors ``x, y`` (else they come from a loader)."""
+        return self._source.is_tensor
+
+    def _tensor_data(self) -> TensorSource:
+        if not isinstance(self._source, TensorSource):
+            raise ConfigError(
+                "this measurement needs the data as tensors (Objective(model, loss, x, y)); the Objective "
+                "reads a loader (data=), which is never concatenated into memory"
+            )
+        return self._source
+
+    @property
+    def loss_fn(self) -> LossFn:
+        """The per-example loss ``(outputs, targets) -> [m]`` this objective averages."""
+        return self._loss
+
+    @property
+    def num_params(self) -> int:
+        """Length of the flat parameter vector (selected parameters only)."""
+        return int(self.theta.numel())
+
+    def __repr__(self) -> str:
+        return (
+            f"Objective(loss={self.loss_name!r}, n={self.n}, num_params={self.num_params}, "
+            f"chunk_size={self.chunk_size}, bn={self.bn!r}, dtype={self.dtype})"
+        )
+
+    def _check_vec(self, v: Tensor) -> Tensor:
+        p = sum(self.param_sizes)
+        if tuple(v.shape) != (p,):
+            raise ConfigError(f"vector of shape {tuple(v.shape)} does not match num_params={p}")
+        return v.to(self.device, self.dtype)
+
+    def _check_block(self, V: Tensor) -> Tensor:
+        p = sum(self.param_sizes)
+        if V.dim() != 2 or V.shape[0] != p:
+            raise ConfigError(f"block of shape {tuple(V.shape)} does not match [num_params={p}, b]")
+        return V.to(self.device, self.dtype)
+
+    def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
+        """Split a flat vector into a ``{name: tensor}`` dict of the selected parameters (views)."""
+        return {
+            k: t.view(s)
+            for k, t, s in zip(
+                self.param_names, torch.split(theta, self.param_sizes), self.param_shapes, strict=True
+            )
+        }
+
+    def flatten(self, tensors: dict[str, Tensor] | Sequence[Tensor]) -> Tensor:
+        """Concatenate per-parameter tensors (dict by name, or a sequence in order) into a flat vector."""
+        if isinstance(tensors, dict):
+            tensors = [tensors[k] for k in self.param_names]
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def layer_slices(self) -> dict[str, slice]:
+        """Position of each selected parameter inside the flat vector."""
+        out, start = {}, 0
+        for k, size in zip(self.param_names, self.param_sizes, strict=True):
+            out[k] = slice(start, start + size)
+            start += size
+        return out
+
+    def state_dict(self, theta: Tensor | None = None) -> dict[str, Tensor]:
+        """Full ``state_dict`` of the model with the selected parameters set to ``theta``."""
+        theta = self.theta if theta is None else theta
+        sd = dict(self._fixed)
+        sd.update(self.unflatten(theta))
+        return {k: v.detach().clone() for k, v in sd.items()}
+
+    def at(self, theta: Tensor) -> Objective:
+        """The same objective (same data, loss, selection) based at another parameter vector."""
+        other = copy.copy(self)
+        other.theta = self._check_vec(theta).detach().clone()
+        other._graph_cache = None
+        return other
+
+    def subset(self, index: Tensor | Sequence[int]) -> Objective:
+        """The same objective on a subset of the examples (for ``subsamples=`` repeats and minibatches).
+
+        With a loader, each product still reads every batch, and keeps the selected examples of each (in data
+        order, repeats kept).
+        """
+        other = copy.copy(self)
+        device = self.device if self._source.is_tensor else "cpu"
+        other._source = self._source.subset(torch.as_tensor(index, device=device, dtype=torch.long))
+        other._graph_cache = None
+        return other
+
+    def chunks(self, size: int | None = None) -> Iterator[tuple[Any, Any]]:
+        """Iterate over ``(inputs, targets)`` chunks: slices of at most ``chunk_size`` (or ``size``) examples
+        of ``x, y``, or the loader's batches (split into pieces of at most ``size`` examples if given).
+
+        ``inputs`` is what the model is called with (a tensor, or a dict of keyword inputs; the whole batch
+        with a forward= / batch_loss= hook, ``targets`` then None).
+        """
+        return self._source.chunks(size)
+
+    # ------------------------------------------------------------------ functional core
+    def _tensors(self, theta: Tensor) -> dict[str, Tensor]:
+        tensors = dict(self._fixed)
+        tensors.update(self.unflatten(theta))
+        if self.bn == "train":  # batch statistics without touching the model's running buffers
+            tensors.update({k: b.clone() for k, b in self.model.named_buffers()})
+        return tensors
+
+    def _call(self, theta: Tensor, x: Any) -> Any:
+        """The model's raw result on the inputs ``x`` (the hook's, with a hook) at the flat vector theta."""
+        tensors = self._tensors(theta)
+        with measurement_mode(self.model, self.bn):
+            if self._hooked is not None:
+                return functional_call(self._hooked, {f"model.{k}": v for k, v in tensors.items()}, (x,))
+            if isinstance(x, Mapping):
+                return functional_call(self.model, tensors, (), dict(x))
+            return functional_call(self.model, tensors, (x,))
+
+    def outputs_fn(self, theta: Tensor, x: Any) -> Tensor:
+        """Network outputs f(x; theta) as a pure function of the flat vector (usable under torch.func)."""
+        if self._hook_gives_losses:
+            raise ConfigError(
+                "this measurement needs the network outputs (Gauss-Newton, margins, ...), which a "
+                "batch_loss= hook does not give: pass forward=(model, batch) -> (outputs, targets) instead"
+            )
+        if self._hooked is not None:
+            return self._outputs_targets(theta, x, None)[0]
+        return model_output(self._call(theta, x))
+
+    def _outputs_targets(self, theta: Tensor, x: Any, y: Any) -> tuple[Tensor, Any]:
+        """(outputs, targets) of a chunk; with a forward= hook the targets are the hook's."""
+        if self._hooked is None or self._hook_gives_losses:
+            return self.outputs_fn(theta, x), y
+        result = self._call(theta, x)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise ConfigError(
+                f"forward= must return (outputs, targets), got {type(result).__name__}"
+                + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+            )
+        return model_output(result[0]), result[1]
+
+    def losses_fn(self, theta: Tensor, x: Any, y: Any) -> Tensor:
+        """Per-example losses l_i(theta) on ``(x, y)`` (pure function)."""
+        if self._hook_gives_losses:
+            losses = self._call(theta, x)
+            if not isinstance(losses, Tensor) or losses.dim() != 1:
+                shape = tuple(getattr(losses, "shape", ()))
+                raise ConfigError(f"batch_loss= must return one loss per example (shape [m]), got {shape}")
+            return losses
+        return self._loss(*self._outputs_targets(theta, x, y))
+
+    def _chunk_sum(self, theta: Tensor, x: Any, y: Any) -> Tensor:
+        return self.losses_fn(theta, x, y).sum() / self.n
+
+    def _single_loss(self, theta: Tensor, xi: Any, yi: Any) -> Tensor:
+        return self.losses_fn(theta, _unsqueeze(xi), _unsqueeze(yi))[0]
+
+    # ------------------------------------------------------------------ full-data quantities
+    def losses(self, theta: Tensor | None = None) -> Tensor:
+        """All per-example losses, shape ``[n]``."""
+        theta = self.theta if theta is None else self._check_vec(theta)
+        with torch.no_grad():
+            return torch.cat([self.losses_fn(theta, x, y) for x, y in self.chunks()])
+
+    def outputs(self, theta: Tensor | None = None) -> Tensor:
+        """Network outputs on all examples."""
+        theta = self.theta if theta is None else self._check_vec(theta)
+        with torch.no_grad():
+            return torch.cat([self.outputs_fn(theta, x) for x, _ in self.chunks()])
+
+    def zero_predictor_value(self) -> float:
+        """(1/n) sum_i l(0, y_i): the loss of the predictor whose outputs are all zero (a reference scale)."""
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            for x, y in self.chunks():
+                f, targets = self._outputs_targets(self.theta, x, y)
+                total += self._loss(torch.zeros_like(f), targets).sum()
+        return float(self._allreduce(total) / self.n)
+
+    def value(self, theta: Tensor | None = None) -> float:
+        """I(theta) = (1/n) sum_i l_i(theta)."""
+        return float(self._allreduce(self.losses(theta).sum()) / self.n)
+
+    def grad(self, theta: Tensor | None = None) -> Tensor:
+        """Full gradient (1/n) sum_i grad l_i(theta), shape ``[p]``."""
+        theta = self.theta if theta is None else self._check_vec(theta)
+        g = torch.zeros_like(theta)
+        for x, y in self.chunks():
+            g += grad(self._chunk_sum)(theta, x, y)
+        return self._allreduce(g)
+
+    def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Hessian-vector product H v, H = (1/n) sum_i hess l_i(theta).
+
+        Reverse-over-reverse (double backward, as PyHessian): at the base point with a single chunk the
+        gradient graph is built once and reused, so each product is one backward pass through it; otherwise
+        each chunk builds its gradient graph and runs one backward pass through it.
+        """
+        v = self._check_vec(v)
+        return self.hvp_block(v.unsqueeze(1), theta)[:, 0]
+
+    def hvp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Block Hessian product H V for V of shape ``[p, b]`` (b vectors as columns), shape ``[p, b]``.
+
+        Equal to ``b`` calls of :meth:`hvp` to rounding, but one graph serves the whole block: one batched
+        backward pass (``is_grads_batched``) through the cached gradient graph at the base point with a
+        single chunk, else through each chunk's gradient graph.
+        """
+        V = self._check_block(V)
+        if V.shape[1] == 0:
+            return V.clone()
+        if theta is None and self._single_chunk():
+            leaf, g = self._gradient_graph()
+            return self._allreduce(_backward_block(g, leaf, V, retain=True))
+        theta = self.theta if theta is None else self._check_vec(theta)
+        out = torch.zeros_like(V)
+        for x, y in self.chunks():
+            leaf = theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(self._chunk_sum(leaf, x, y), leaf, create_graph=True)
+            out += _backward_block(g, leaf, V, retain=False)
+        return self._allreduce(out)
+
+    def _single_chunk(self) -> bool:
+        return self._source.single_chunk()
+
+    def _gradient_graph(self) -> tuple[Tensor, Tensor]:
+        """(leaf, gradient with its graph) at the base point on all data (built once, see :meth:`hvp`)."""
+        if self._graph_cache is None:
+            leaf = self.theta.detach().clone().requires_grad_(True)
+            with torch.enable_grad():
+                loss = self.losses_fn(leaf, self.x, self.y).sum() / self.n
+                (g,) = torch.autograd.grad(loss, leaf, create_graph=True)
+            self._graph_cache = (leaf, g, loss)
+        leaf, g, _ = self._graph_cache
+        return leaf, g
+
+    def _chunk_ggn_block(self, theta: Tensor, x: Tensor, y: Tensor, V: Tensor) -> Tensor:
+        """sum over the chunk of J_i^T Q_i J_i V / n.
+
+        J V by forward-mode AD (vmapped over the columns when there are several), or, for models with an op
+        that has no forward-mode derivative, by the double-backward trick J v = d/du <J^T u, v>; J^T U by one
+        (batched) backward pass.
+        """
+        b = V.shape[1]
+        leaf = theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            f, targets = self._outputs_targets(leaf, x, y)
+        jv = self._jvp_block(theta, x, f, leaf, V)  # [b, *f.shape]
+        m = len(f)
+        q = self.output_hessians(f, targets).reshape(m, f[0].numel(), -1)
+        u = (torch.einsum("mkl,bml->bmk", q, jv.reshape(b, m, -1)) / self.n).reshape(b, *f.shape)
+        return _backward_block(f, leaf, u.reshape(b, -1).T, retain=False)
+
+    def _jvp_block(self, theta: Tensor, x: Tensor, f: Tensor, leaf: Tensor, V: Tensor) -> Tensor:
+        """J V as ``[b, *f.shape]`` (see :meth:`_chunk_ggn_block`)."""
+        if self._forward_ad:
+
+            def fn(t: Tensor) -> Tensor:
+                return self.outputs_fn(t, x)
+
+            try:
+                if V.shape[1] == 1:
+                    return jvp(fn, (theta,), (V[:, 0],))[1].unsqueeze(0)
+                return vmap(lambda v: jvp(fn, (theta,), (v,))[1], in_dims=1)(V)
+            except NotImplementedError:  # "Trying to use forward AD with <op> that does not support it"
+                self._forward_ad = False
+        with torch.enable_grad():
+            dummy = torch.zeros_like(f, requires_grad=True)
+            (jt,) = torch.autograd.grad(f, leaf, dummy, create_graph=True)
+        flat = _backward_block(jt, dummy, V, retain=True)  # [numel(f), b]
+        return flat.T.reshape(V.shape[1], *f.shape)
+
+    def _allreduce(self, t: Tensor) -> Tensor:
+        """Sum a data-summed result over the processes that hold the other shards of the data.
+
+        Every data-summing product (value, grad, hvp, ggn_vp, the block products, per-example sums) passes
+        its result through here. Identity in a single process.
+        """
+        return t
+
+    def clear_cache(self) -> None:
+        """Drop the cached gradient graph (frees memory)."""
+        self._graph_cache = None
+
+    def output_hessians(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Per-example loss Hessians in output space Q_i = d^2 l_i / d f^2, shape ``[m, K, K]``.
+
+        Closed forms for the built-in losses on ``[m, K]`` outputs (mse: (2/K) I, the Hessian of
+        (1/K) ||f - y||^2; cross_entropy: diag(p) - p p^T with p = softmax(f)); autograd otherwise.
+        """
+        if outputs.dim() == 2 and self._loss is _mse:
+            m, k = outputs.shape
+            return (2.0 / k) * torch.eye(k, dtype=outputs.dtype, device=outputs.device).expand(m, k, k)
+        if outputs.dim() == 2 and self._loss is _cross_entropy:
+            prob = torch.softmax(outputs.detach(), dim=1)
+            return torch.diag_embed(prob) - prob.unsqueeze(2) * prob.unsqueeze(1)
+
+        def single(f: Tensor, t: Tensor) -> Tensor:
+            return self._loss(f.unsqueeze(0), t.unsqueeze(0))[0]
+
+        return vmap(torch.func.hessian(single), in_dims=(0, 0))(outputs.detach(), targets)
+
+    def ggn_vp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Generalized Gauss-Newton product G v = (1/n) sum_i J_i^T Q_i J_i v.
+
+        Equals H v at an interpolating minimum of MSE (the residual term vanishes); always positive
+        semi-definite for convex losses in the outputs.
+        """
+        v = self._check_vec(v)
+        return self.ggn_vp_block(v.unsqueeze(1), theta)[:, 0]
+
+    def ggn_vp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Block Gauss-Newton product G V for V of shape ``[p, b]``, shape ``[p, b]``.
+
+        Per chunk: one forward pass kept with its graph, the b Jacobian-vector products J V (forward-mode,
+        vmapped over the columns), Q_i applied per example, and one batched backward pass J^T U. Equal to
+        ``b`` calls of :meth:`ggn_vp` to rounding.
+        """
+        V = self._check_block(V)
+        theta = self.theta if theta is None else self._check_vec(theta)
+        out = torch.zeros_like(V)
+        if V.shape[1] == 0:
+            return out
+        for x, y in self.chunks():
+            out += self._chunk_ggn_block(theta, x, y, V)
+        return self._allreduce(out)
+
+    # ------------------------------------------------------------------ per-example quantities
+    def per_example_grads(self, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Per-example gradients grad l_i for the examples ``(x, y)``, shape ``[m, p]`` (vmap).
+
+        Requires ``bn="eval"`` (a single example has no batch statistics).
+        """
+        self._require_eval_bn("per-example gradients")
+        theta = self.theta if theta is None else self._check_vec(theta)
+        return vmap(grad(self._single_loss), in_dims=(None, 0, _dim(y)))(theta, x, y)
+
+    def per_example_hvp(self, v: Tensor, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:
+        """Per-example Hessian-vector products H_i v_i, shape ``[m, p]``.
+
+        ``v`` is one vector ``[p]`` (the same for every example) or one per example ``[m, p]``.
+        Used for Sigma v = (1/n) sum_i H_i (H_i v) - H (H v) (Wu, Ma & E 2018, Def. 3).
+        """
+        self._require_eval_bn("per-example Hessian-vector products")
+        theta = self.theta if theta is None else self._check_vec(theta)
+        v = v.to(self.device, self.dtype)
+
+        def forward_over_reverse(xi: Any, yi: Any, vi: Tensor) -> Tensor:
+            return jvp(lambda t: grad(self._single_loss)(t, xi, yi), (theta,), (vi,))[1]
+
+        def reverse_over_reverse(xi: Any, yi: Any, vi: Tensor) -> Tensor:  # H symmetric: v^T H = H v
+            return vjp(lambda t: grad(self._single_loss)(t, xi, yi), theta)[1](vi)[0]
+
+        in_dims = (0, _dim(y), 0 if v.dim() == 2 else None)
+        if self._forward_ad:
+            try:
+                return vmap(forward_over_reverse, in_dims=in_dims)(x, y, v)
+            except NotImplementedError:  # an op without a forward-mode derivative
+                self._forward_ad = False
+        return vmap(reverse_over_reverse, in_dims=in_dims)(x, y, v)
+
+    def _require_eval_bn(self, what: str) -> None:
+        if self.bn != "eval":
+            raise ConfigError(f"{what} need bn='eval': a single example has no batch statistics")
+
+
+def _backward_block(out: Tensor, inp: Tensor, V: Tensor, retain: bool) -> Tensor:
+    """d<out, u_j>/d inp for the columns u_j of V (``[numel(out), b]``), shape ``[numel(inp), b]``: one
+    batched backward pass (``is_grads_batched``), column by column where an op has no batching rule."""
+    b = V.shape[1]
+    if b == 1:
+        (g,) = torch.autograd.grad(out, inp, grad_outputs=V[:, 0].reshape(out.shape), retain_graph=retain)
+        return g.detach().reshape(-1, 1)
+    cols = V.T.reshape(b, *out.shape)
+    try:
+        (g,) = torch.autograd.grad(out, inp, grad_outputs=cols, retain_graph=True, is_grads_batched=True)
+    except RuntimeError:  # an op without a batching rule for its backward
+        parts = [torch.autograd.grad(out, inp, grad_outputs=c, retain_graph=True)[0] for c in cols]
+        g = torch.stack(parts)
+    return g.detach().reshape(b, -1).T
+
+
+class _Hooked(nn.Module):
+    """The model under a user hook ``hook(model, batch)``, as one module for ``functional_call``."""
+
+    def __init__(self, model: nn.Module, hook: Callable[[nn.Module, Any], Any]) -> None:
+        super().__init__()
+        self.model = model
+        self._fm_hook = hook
+
+    def forward(self, batch: Any) -> Any:
+        return self._fm_hook(self.model, batch)
+
+
+def model_output(out: Any) -> Tensor:
+    """The output tensor of a model's result: the tensor itself, ``["logits"]`` / ``.logits`` of a mapping or
+    model-output object (HuggingFace), else the first entry of a tuple."""
+    if isinstance(out, Tensor):
+        return out
+    logits = out.get("logits") if isinstance(out, Mapping) else getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise ConfigError(
+        f"the model returned {type(out).__name__}, not a tensor: flatminima reads a tensor, a mapping / "
+        "object with 'logits', or a tuple whose first entry is the output tensor; otherwise pass "
+        "forward=(model, batch) -> (outputs, targets)"
+    )
+
+
+def _unsqueeze(tree: Any) -> Any:
+    return map_tensors(lambda t: t.unsqueeze(0), tree)
+
+
+def _dim(tree: Any) -> int | None:
+    """vmap's in_dim for a chunk's targets: 0, or None when there are none (hooks)."""
+    return None if tree is None else 0
+
+
+def _is_batches(data: Any) -> bool:
+    """Whether ``data`` passed as ``x`` is a source of batches (a loader, a list of batches), not inputs."""
+    return isinstance(data, Iterable) and not isinstance(data, (Tensor, str, bytes)) and not hasattr(
+        data, "__array__"
+    )

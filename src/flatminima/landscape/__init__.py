@@ -13,7 +13,15 @@ from .directions import (
 )
 from .evaluate import PlaneFn, class_labels, evaluate_plane, evaluate_points, plane_evaluator
 from .mds import MDSResult, classical_mds, cosine_dissimilarity, euclidean_distances, trajectory_mds
-from .plots import plot_mds, plot_simplex, plot_slice, plot_surface
+from .plots import (
+    direction_labels,
+    plot_mds,
+    plot_simplex,
+    plot_slice,
+    plot_surface,
+    slice_figure,
+    surface_figure,
+)
 from .radius import flatness_radius, radii_along
 from .simplex import SimplexResult, simplex_grid, simplex_interpolation
 from .slices import Slice, evaluate_model, interpolate, recompute_bn, slice_1d, slice_2d
@@ -39,6 +47,7 @@ __all__ = [
     "classical_mds",
     "compare_averaging",
     "cosine_dissimilarity",
+    "direction_labels",
     "euclidean_distances",
     "evaluate_model",
     "evaluate_plane",
@@ -65,5 +74,7 @@ __all__ = [
     "simplex_interpolation",
     "slice_1d",
     "slice_2d",
+    "slice_figure",
+    "surface_figure",
     "trajectory_mds",
 ]

@@ -37,6 +37,7 @@ from .errors import CheckpointError, ConfigError, DataNotFoundError, FlatminimaE
 from .estimate import Estimate
 from .landscape import flatness_radius
 from .objective import Objective
+from .report import plot_run
 from .training import LoadedRun, Probe, ProbeContext, TrainResult, load_run, train
 
 __version__ = "0.1.0"
@@ -80,6 +81,7 @@ __all__ = [
     "non_uniformity",
     "optim",
     "plot_density",
+    "plot_run",
     "power_iteration",
     "report",
     "runner",

@@ -15,6 +15,9 @@ from torch import nn
 from flatminima.errors import ConfigError
 from flatminima.optim import EntropySGD, Parle, _common, available, make
 
+from .test_optim_reductions import Stream, _model
+from .test_optim_reductions import step_once as _step
+
 # Small settings with noise wherever the optimizer has noise (seed= so that the noise thread may be used).
 NOISY: dict[str, dict] = {
     "sgdl": dict(lr=0.05, noise=0.05, seed=3),
@@ -41,37 +44,6 @@ def noise_thread(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(_common.os, "cpu_count", lambda: 4)
     monkeypatch.setenv("FLATMINIMA_NOISE_THREAD", "1" if request.param == "thread" else "0")
     return request.param
-
-
-def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)).double()
-
-
-class Stream:
-    """Call k uses minibatch k of a fixed sequence; ``k`` is saved and restored with a checkpoint."""
-
-    def __init__(self, model: nn.Module) -> None:
-        g = torch.Generator().manual_seed(1)
-        self.x = torch.randn(96, 4, generator=g, dtype=torch.float64)
-        self.y = torch.randn(96, 2, generator=g, dtype=torch.float64)
-        self.model, self.k = model, 0
-
-    def __call__(self) -> torch.Tensor:
-        i = (self.k * 8) % 96
-        self.k += 1
-        loss = nn.functional.mse_loss(self.model(self.x[i : i + 8]), self.y[i : i + 8])
-        loss.backward()
-        return loss
-
-
-def _step(opt: torch.optim.Optimizer, stream: Stream) -> None:
-    if getattr(opt, "needs_closure", False):
-        opt.step(stream)
-    else:
-        opt.zero_grad()
-        stream()
-        opt.step()
 
 
 def _params(model: nn.Module) -> list[torch.Tensor]:
@@ -203,7 +175,7 @@ def test_all_frozen_is_a_config_error() -> None:
 @pytest.mark.parametrize("name", sorted(NOISY))
 def test_closure_without_gradient_is_an_error(name: str) -> None:
     model = _model()
-    x = torch.randn(5, 4, dtype=torch.float64)
+    x = torch.randn(5, 5, dtype=torch.float64)
 
     def no_backward() -> torch.Tensor:
         return model(x).pow(2).mean()  # forgot loss.backward()

@@ -61,6 +61,23 @@ class InnerGroup:
     plain: bool = field(init=False)
     folded: bool = field(init=False)  # noise folded into the proximal pull: one pass fewer per step
 
+    @classmethod
+    def of(cls, group: dict, params: list[Tensor], x: list[Tensor], z: list[Tensor]) -> InnerGroup:
+        """The inner-loop settings of a param ``group`` this step (its values checked: a schedule or user
+        code may have changed them)."""
+        return cls(
+            params,
+            x,
+            z,
+            scoped(group),
+            check_positive("inner_lr", group["inner_lr"]),
+            check_fraction("alpha", group["alpha"]),
+            check_positive("temperature", group["temperature"], allow_zero=True),
+            check_fraction("inner_momentum", group["inner_momentum"]),
+            bool(group["nesterov"]),
+            check_positive("weight_decay", group["weight_decay"], allow_zero=True),
+        )
+
     def __post_init__(self) -> None:
         self.coupling = inv(self.gamma)
         self.scale = math.sqrt(2.0 * self.inner_lr * self.temperature)
@@ -281,24 +298,10 @@ class EntropySGD(SmoothingOptimizer):
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         closure = require_closure(closure, type(self).__name__)
         active = self.active_groups()
-        groups = []
-        for group, params in active:
-            x = [p.detach().clone() for p in params]
-            z = [p.detach().clone() for p in params]
-            groups.append(
-                InnerGroup(
-                    params,
-                    x,
-                    z,
-                    scoped(group),
-                    check_positive("inner_lr", group["inner_lr"]),
-                    check_fraction("alpha", group["alpha"]),
-                    check_positive("temperature", group["temperature"], allow_zero=True),
-                    group["inner_momentum"],
-                    group["nesterov"],
-                    group["weight_decay"],
-                )
-            )
+        groups = [
+            InnerGroup.of(group, ps, [p.detach().clone() for p in ps], [p.detach().clone() for p in ps])
+            for group, ps in active
+        ]
         steps = check_int("L", self.shared("L"))
         with self.undo_on_error([p for g in groups for p in g.params], [t for g in groups for t in g.x]):
             loss = inner_loop(closure, groups, steps, self.generator, noise_ahead=self.noise_ahead)

@@ -353,18 +353,7 @@ class Parle(ReplicaOptimizer):
     ) -> tuple[list[Tensor], Tensor]:
         z = [t.clone() for t in xa]
         groups = [
-            InnerGroup(
-                p,
-                xi,
-                zi,
-                scoped(group),
-                check_positive("inner_lr", group["inner_lr"]),
-                check_fraction("alpha", group["alpha"]),
-                check_positive("temperature", group["temperature"], allow_zero=True),
-                group["inner_momentum"],
-                group["nesterov"],
-                group["weight_decay"],
-            )
+            InnerGroup.of(group, p, xi, zi)
             for (group, _), p, xi, zi in zip(
                 active, _split(params, active), _split(xa, active), _split(z, active), strict=True
             )

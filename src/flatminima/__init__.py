@@ -90,6 +90,7 @@ __all__ = [
     "non_uniformity",
     "optim",
     "plot_density",
+    "plot_run",
     "power_iteration",
     "report",
     "runner",
@@ -106,4 +107,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "experiments":
         return importlib.import_module(".experiments", __name__)
+    if name == "plot_run":  # matplotlib is loaded on first use, not by ``import flatminima``
+        return importlib.import_module(".report.run_plots", __name__).plot_run
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -63,6 +63,12 @@ def _trajectory(obj, run: Any) -> tuple[list[int], torch.Tensor]:
     return steps, torch.stack(rows)
 
 
+def _run_names(runs: list[str]) -> list[str]:
+    """Short names of the runs for plots: the folder names, or the paths when folder names repeat."""
+    short = [Path(r).name or str(r) for r in runs]
+    return short if len(set(short)) == len(short) else [str(r) for r in runs]
+
+
 def _write(out: Path, name: str, payload: dict[str, Any]) -> Path:
     from .._io import atomic_write_json
 
@@ -112,18 +118,22 @@ def slice_cmd(
     first = _load_run(run[0])
     obj = objective_from_options(first, {"n": n, "chunk_size": chunk_size})
     store = out / "slice.npz"
+    names = _run_names(run)
     if len(run) == 2:
         other = _theta_of(obj, _load_run(run[1]))
         alphas = np.linspace(-0.5, 1.5, points)
         s = interpolate(obj, obj.theta, other, alphas, bn_recompute=bn_recompute, store=None if bn_recompute
-                        else store, batch_points=batch_points)  # fmt: skip
+                        else store, batch_points=batch_points, names=(names[0], names[1]))  # fmt: skip
     else:
         path = None
         origin = obj.theta
+        meta: dict[str, Any] = {"centre": f"final weights of {names[0]}"}
         if directions == "random":
             d = random_directions(obj, dims, seed=seed, norm=norm, bias_bn=bias_bn)
+            meta.update(norm=norm, bias_bn=bias_bn, seed=seed)
         elif directions == "hessian":
-            _, d = hessian_directions(obj, dims, seed=seed)
+            values, d = hessian_directions(obj, dims, seed=seed)
+            meta["eigenvalues"] = [float(v) for v in values]
         else:
             _, traj = _trajectory(obj, first)
             if len(traj) < dims + 1:
@@ -131,14 +141,14 @@ def slice_cmd(
             pca = pca_directions(traj, k=dims)
             d, origin, path = pca.directions, pca.origin, pca.path
             extent = float(np.abs(path).max() * 1.2) or extent
+            meta["explained"] = [float(v) for v in pca.explained]
         xs = np.linspace(-extent, extent, points)
         if dims == 1:
-            s = slice_1d(
-                obj, d[0], xs, origin=origin, store=store, batch_points=batch_points, kind=directions
-            )
+            s = slice_1d(obj, d[0], xs, origin=origin, store=store, batch_points=batch_points,
+                         kind=directions, meta=meta)  # fmt: skip
         else:
             s = slice_2d(obj, d[0], d[1], xs, xs, origin=origin, store=store, batch_points=batch_points,
-                         kind=directions, path=path)  # fmt: skip
+                         kind=directions, path=path, meta=meta)  # fmt: skip
     s.meta["runs"] = [str(r) for r in run]
     pngs = [plot_slice(s, out / "slice.png")]
     if s.dims == 2:

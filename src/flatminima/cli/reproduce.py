@@ -100,9 +100,12 @@ def run_and_print(
 
 
 def report(
-    directory: Path = typer.Argument(..., help="An experiment directory, or a parent of several."),
+    directory: Path = typer.Argument(
+        ..., help="An experiment or training-run directory, or a parent of several (e.g. a sweep)."
+    ),
 ) -> None:
-    """Write report.html and summary.md for every result.json under DIRECTORY; print the report path."""
+    """Write report.html and summary.md for every result.json under DIRECTORY, or else for the training runs
+    there (config, summary, final metrics, metric plots); print the report path."""
     from ..report import write_report
 
     print(write_report(directory))

@@ -24,7 +24,19 @@ from .store import GridStore
 from .trajectory import TrainFn, WeightRecorder, flat_params, load_flat, sgd_train_fn
 
 __getattr__ = lazy_exports(
-    __name__, dict.fromkeys(("plot_mds", "plot_simplex", "plot_slice", "plot_surface"), ".plots")
+    __name__,
+    dict.fromkeys(
+        (
+            "direction_labels",
+            "plot_mds",
+            "plot_simplex",
+            "plot_slice",
+            "plot_surface",
+            "slice_figure",
+            "surface_figure",
+        ),
+        ".plots",
+    ),
 )
 
 __all__ = [
@@ -46,6 +58,7 @@ __all__ = [
     "classical_mds",
     "compare_averaging",
     "cosine_dissimilarity",
+    "direction_labels",
     "euclidean_distances",
     "evaluate_model",
     "evaluate_plane",
@@ -72,5 +85,7 @@ __all__ = [
     "simplex_interpolation",
     "slice_1d",
     "slice_2d",
+    "slice_figure",
+    "surface_figure",
     "trajectory_mds",
 ]

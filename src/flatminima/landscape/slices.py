@@ -72,7 +72,12 @@ def _grid(
     extra_meta: dict[str, Any] | None = None,
 ) -> Slice:
     origin = obj.theta if origin is None else origin.to(obj.device, obj.dtype)
-    meta = {"kind": kind, "fingerprint": fingerprint(origin, directions), **(extra_meta or {})}
+    meta = {
+        "kind": kind,
+        "fingerprint": fingerprint(origin, directions),
+        "loss": obj.loss_name,
+        **(extra_meta or {}),
+    }
     grid = GridStore(store, axes, meta)
     xs = grid.axes[0]
     rows = grid.axes[1] if len(axes) > 1 else np.zeros(1)
@@ -89,6 +94,12 @@ def _grid(
     return Slice(grid.axes, grid.loss, grid.accuracy, kind=kind, meta=meta)
 
 
+def _describe(origin: Tensor | None, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The slice's description for its plots: what the centre is, plus the caller's ``meta`` (``norm``,
+    ``bias_bn``, ``eigenvalues``, ``explained``, ``centre``: see ``plots.direction_labels``)."""
+    return {"centre": "model's weights" if origin is None else "origin", **(meta or {})}
+
+
 def slice_1d(
     obj: Objective,
     direction: Tensor,
@@ -97,10 +108,16 @@ def slice_1d(
     store: str | Path | None = None,
     batch_points: int = 16,
     kind: str = "random",
+    meta: dict[str, Any] | None = None,
 ) -> Slice:
-    """I(origin + a d) for a in ``xs`` (origin: the objective's base point by default)."""
+    """I(origin + a d) for a in ``xs`` (origin: the objective's base point by default).
+
+    ``kind`` and ``meta`` describe the direction for the plots and the JSON (e.g. ``kind="random",
+    meta={"norm": "filter"}``; see :func:`flatminima.landscape.plots.direction_labels`).
+    """
+    extra = _describe(origin, meta)
     origin = obj.theta if origin is None else origin
-    return _grid(obj, origin, direction.reshape(1, -1), [np.asarray(xs)], kind, store, batch_points)
+    return _grid(obj, origin, direction.reshape(1, -1), [np.asarray(xs)], kind, store, batch_points, extra)
 
 
 def slice_2d(
@@ -114,14 +131,17 @@ def slice_2d(
     batch_points: int = 16,
     kind: str = "random",
     path: np.ndarray | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Slice:
     """I(origin + a d1 + b d2) on the grid ``xs`` x ``ys``; ``loss[j, i]`` is at (xs[i], ys[j]).
 
     ``path``: optional ``[T, 2]`` coordinates of a trajectory drawn on the contour plot (PCA slices).
+    ``kind`` and ``meta`` describe the directions for the plots (as in :func:`slice_1d`).
     """
+    extra = _describe(origin, meta)
     origin = obj.theta if origin is None else origin
     dirs = torch.stack([d1.reshape(-1), d2.reshape(-1)]).to(obj.device, obj.dtype)
-    out = _grid(obj, origin, dirs, [np.asarray(xs), np.asarray(ys)], kind, store, batch_points)
+    out = _grid(obj, origin, dirs, [np.asarray(xs), np.asarray(ys)], kind, store, batch_points, extra)
     out.path = None if path is None else np.asarray(path)
     return out
 
@@ -135,8 +155,11 @@ def interpolate(
     bn_data: Tensor | None = None,
     store: str | Path | None = None,
     batch_points: int = 16,
+    names: tuple[str, str] = ("w_a", "w_b"),
 ) -> Slice:
     """Loss and accuracy along w(alpha) = (1 - alpha) w_a + alpha w_b (default alphas: -0.5..1.5, 41 points).
+
+    ``names``: what the end points are (e.g. two run names), shown on the plot at alpha = 0 and alpha = 1.
 
     ``bn_recompute=True`` re-estimates every BatchNorm layer's running mean/variance at each point from
     ``bn_data`` (default: the objective's inputs) with a cumulative average (momentum=None) in train mode
@@ -155,6 +178,7 @@ def interpolate(
             store=store,
             batch_points=batch_points,
             kind="interpolation",
+            meta={"endpoints": list(names), "centre": names[0]},
         )
     bns = [m for m in obj.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -169,7 +193,13 @@ def interpolate(
             losses.append(loss)
             accs.append(acc)
             bar.advance()
-    meta = {"kind": "interpolation", "bn_recompute": True, "fingerprint": fingerprint(theta_a, direction)}
+    meta = {
+        "kind": "interpolation",
+        "bn_recompute": True,
+        "fingerprint": fingerprint(theta_a, direction),
+        "loss": obj.loss_name,
+        "endpoints": list(names),
+    }
     return Slice([alphas], np.array(losses), np.array(accs), kind="interpolation", meta=meta)
 
 

@@ -28,9 +28,14 @@ def reproduce(
     seed: int = typer.Option(0, help="Base random seed."),
 ) -> None:
     """Run a reproducible experiment, print ours vs the paper, write report.html and summary.md."""
+    from .._validate import check_seed, check_writable_dir
+    from ..experiments import get
     from ..report import write_report
 
+    get(name)  # an unknown name fails before anything is checked or created
+    check_seed(seed, "--seed")
     out_dir = out if out is not None else DEFAULT_OUT / name / scale
+    check_writable_dir(out_dir, "--out folder")
     run_and_print(name, scale, out_dir, workers=workers, cluster=cluster, seed=seed)
     print(write_report(out_dir))
 
@@ -54,8 +59,11 @@ def report(
     directory: Path = typer.Argument(..., help="An experiment directory, or a parent of several."),
 ) -> None:
     """Write report.html and summary.md for every result.json under DIRECTORY; print the report path."""
+    from .._validate import check_writable_dir
     from ..report import write_report
 
+    if directory.is_dir():
+        check_writable_dir(directory, "report folder")
     print(write_report(directory))
 
 

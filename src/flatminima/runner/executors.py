@@ -8,7 +8,9 @@ Local pool: ``concurrent.futures.ProcessPoolExecutor`` with the ``forkserver`` s
 forked from a clean server process that has pre-imported torch, so starting one is cheap and nothing of the
 coordinator's state, threads or locks is inherited) and ``spawn`` elsewhere. Scripts that use it need the
 usual ``if __name__ == "__main__":`` guard. A worker that dies (segfault, out of memory) breaks the pool: the
-affected runs are recorded as failed and the next invocation redoes them.
+affected runs are recorded as failed and the next invocation redoes them. Workers ignore SIGINT; when the
+coordinator is interrupted (Ctrl-C, or SIGTERM which the CLI turns into the same interrupt) it terminates
+them, so it stops at once instead of waiting for their runs, which stay pending and are redone on resume.
 
 Dask: ``cluster`` is a scheduler address (``"tcp://host:8786"``), a ``distributed.Client`` or a cluster object
 (e.g. ``LocalCluster``). Run directories are paths on the coordinator, so remote workers need a shared
@@ -72,8 +74,18 @@ def process_pool(tasks: Sequence[Task], fn: RunFn, workers: int) -> Generator[Ou
                 yield future.result()
             except Exception as exc:  # BrokenProcessPool, unpicklable result, ...
                 yield failed(futures[future], exc)
+    except BaseException:  # interrupted, or closed early by a failing consumer: stop the runs in flight
+        _terminate_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (no public API for it before Python 3.14)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _import_distributed() -> Any:

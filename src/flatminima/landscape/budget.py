@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .. import _validate
 from .._validate import check_duration, check_memory, format_seconds
 
 __all__ = ["BYTES_PER_VALUE", "TIMED_ABOVE", "check_grid_size", "check_grid_time"]
@@ -55,5 +56,6 @@ def check_grid_time(
         f"{what} ({points} points)",
         seconds,
         hint=f"{format_seconds(per_point)} per point, timed on {k} points; use fewer points or examples",
+        limit=_validate.MAX_SECONDS,  # read now, so that it can be lowered (tests, a site policy)
     )
     return seconds

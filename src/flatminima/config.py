@@ -81,6 +81,13 @@ class _FieldError(ConfigError):
         self.loc, self.text = loc, text
 
 
+def _seed_value(value: Any) -> Any:
+    """A float seed beyond the bounds (YAML ``1.0e+23``) gets the bounds' message, not an int-parsing one."""
+    if isinstance(value, float) and not 0 <= value <= SEED_MAX:
+        raise ValueError(f"must be an integer in [0, {SEED_MAX}] (got {short(value)})")
+    return value
+
+
 class Phase(_Strict):
     """One stretch of training with one optimizer.
 
@@ -139,6 +146,8 @@ class DataConfig(_Strict):
     root: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
+    _seed = field_validator("seed", mode="before")(_seed_value)
+
 
 class ModelConfig(_Strict):
     """Arguments of ``flatminima.models.build``; ``options`` holds model-specific ones (e.g. ``channels``)."""
@@ -163,6 +172,8 @@ class TrainConfig(_Strict):
     eval_test: bool = True
     dtype: Literal["float32", "float64"] = "float32"
     diverge_factor: float = Field(default=1e6, gt=1)
+
+    _seed = field_validator("seed", mode="before")(_seed_value)
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -21,17 +21,11 @@ import pytest
 import yaml
 
 from flatminima import train_from_config
-from flatminima.cli import main
 from flatminima.cli import measure as measure_cli
 
-TINY = {
-    "seed": 0,
-    "data": {"name": "digits", "n_train": 60},
-    "model": {"name": "mlp", "widths": [8]},
-    "loss": "mse",
-    "phases": [{"optimizer": "gd", "lr": 0.5, "max_steps": 4}],
-    "log_every": 2,
-}
+from .test_cli import TINY
+from .test_cli import _run as _main
+
 ENV = {**os.environ, "FLATMINIMA_PROGRESS": "0", "COLUMNS": "200"}
 LAUGHS = "\n".join(
     [
@@ -276,16 +270,6 @@ def test_ctrl_c_during_reproduce_exits_130_without_a_result(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- in process
-def _main(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture
 def no_loading(monkeypatch):
     """Loading a run is the first piece of work: bad options must fail before it."""
@@ -389,8 +373,6 @@ def test_empty_slice_store_is_no_ctrl_c_in_process(run_dir, tmp_path, capsys):
 
 def test_keyboard_interrupt_and_sigterm_map_to_130(monkeypatch, capsys, tmp_path):
     """In process: an interrupt raised inside a command (Ctrl-C, or SIGTERM via the installed handler)."""
-    from flatminima.cli import train_cmds
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
@@ -407,7 +389,6 @@ def test_keyboard_interrupt_and_sigterm_map_to_130(monkeypatch, capsys, tmp_path
         code, _, err = _main(["train", str(config), "--out", str(tmp_path / "o")], capsys)
         assert (code, err) == (130, line)
     assert signal.getsignal(signal.SIGTERM) is previous  # main() restores the handler it replaced
-    assert train_cmds is not None
 
 
 def test_no_arguments_prints_the_usage_and_one_error_line(capsys):

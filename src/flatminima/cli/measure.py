@@ -64,6 +64,8 @@ def _spectrum(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_eigenvalues, plot_density, spectrum_summary
 
     obj = objective_from_options(run, o)
+    if o["k"] > obj.num_params:  # before the SLQ runs, not after them
+        raise ConfigError(f"--k {o['k']} exceeds the {obj.num_params} parameters measured")
     summary = spectrum_summary(
         obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"]
     )

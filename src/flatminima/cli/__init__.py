@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(exc.exit_code) from None
         except typer.Abort as exc:  # a prompt answered with Ctrl-C / Ctrl-D
             _abort(exc)
+        except BrokenPipeError:  # `flatminima list | head`: the reader left; say nothing more (as click does)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
         except Exception as exc:
             # Usage errors of click (vendored inside recent typer): bad option value, unknown command, ...
             if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):

@@ -1,11 +1,13 @@
 """Size and time budgets of landscape grids, checked before the work starts.
 
-A grid of m points holds a few values per point (loss and accuracy, plus coordinates), as float64 arrays,
-then as Python lists (``to_dict``), JSON text and the plot's copies: about ``BYTES_PER_VALUE`` bytes of memory
-per value in all. :func:`check_grid_size` refuses a grid whose estimate
-exceeds this machine's memory; :func:`check_grid_time` times the evaluation of a few of the grid's own points
-and refuses a grid estimated to take longer than :data:`flatminima._validate.MAX_SECONDS` (a week). Small
-grids (up to ``TIMED_ABOVE`` points) are not timed: the probe would cost more than it protects.
+A grid of m points holds a few values per point (loss and accuracy, plus coordinates), as float64 arrays, then
+as Python lists (``to_dict``), JSON text and the plot's copies: about ``BYTES_PER_VALUE`` bytes of memory per
+value in all (measured with tracemalloc on a 10^6-point 1-D slice: peak ~90 B per value for the arrays,
+``to_dict`` and the JSON text together). The estimate is meant to catch what is clearly beyond the machine
+(10^10-point grids), not to budget a grid to the last byte. :func:`check_grid_size` refuses a grid whose
+estimate exceeds this machine's memory; :func:`check_grid_time` times the evaluation of a few of the grid's
+own points and refuses a grid estimated to take longer than :data:`flatminima._validate.MAX_SECONDS` (a week).
+Small grids (up to ``TIMED_ABOVE`` points) are not timed: the probe would cost more than it protects.
 """
 
 from __future__ import annotations

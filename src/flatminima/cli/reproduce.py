@@ -40,10 +40,15 @@ def reproduce(
     """Run a reproducible experiment, print ours vs the paper, write report.html and summary.md.
 
     Long runs (paper scale) resume after an interruption: run the same command again."""
+    from .._validate import check_seed, check_writable_dir
+    from ..experiments import get
     from ..report import write_report
 
+    get(name)  # an unknown name fails before anything is checked or created
+    check_seed(seed, "--seed")
     cells = parse_cells(seeds, lrs, only)
     out_dir = out if out is not None else DEFAULT_OUT / name / scale
+    check_writable_dir(out_dir, "--out folder")
     run_and_print(name, scale, out_dir, workers=workers, cluster=cluster, seed=seed, data=data, only=cells)
     print(write_report(out_dir))
 
@@ -106,8 +111,11 @@ def report(
 ) -> None:
     """Write report.html and summary.md for every result.json under DIRECTORY, or else for the training runs
     there (config, summary, final metrics, metric plots); print the report path."""
+    from .._validate import check_writable_dir
     from ..report import write_report
 
+    if directory.is_dir():
+        check_writable_dir(directory, "report folder")
     print(write_report(directory))
 
 

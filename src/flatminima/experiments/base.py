@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from .._io import atomic_write_text
 from .._threads import torch_threads
+from .._validate import short
 from ..errors import ConfigError, DataNotFoundError, unknown
 from ..runner.outcome import to_jsonable
 
@@ -117,8 +118,17 @@ class ExperimentResult:
         if not path.is_file():
             raise DataNotFoundError(f"no experiment result at {path}")
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, TypeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not a valid experiment result: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("rows", []), list):
+            raise ConfigError(
+                f"{path} is not a valid experiment result: expected a JSON object with a list of rows, "
+                f"got {short(data)}"
+            )
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{path} is not a valid experiment result: {exc}") from None
 
 

@@ -1,16 +1,21 @@
 """1-D and 2-D slices of the training loss (Li et al. 2018; Goodfellow et al. 2015 for interpolation).
 
-A slice evaluates I(origin + a d1 [+ b d2]) on a grid, row by row, with one :func:`plane_evaluator` per grid
-(first layer assembled from precomputed passes; Linear chains streamed point by point on CPU), and each
-finished row is written to the optional ``store`` file (:class:`GridStore`), so an interrupted 51 x 51 grid
-resumes where it stopped. Directions come from :mod:`.directions` (filter-normalized random, top Hessian
-eigenvectors, PCA of a trajectory); :func:`interpolate` is the 1-D segment w(alpha) = (1 - alpha) w_a + alpha
-w_b, optionally with the BatchNorm running statistics recomputed at every point.
+A slice evaluates I(origin + a d1 [+ b d2]) on a grid, block by block (a row of a 2-D grid, up to ~1000 blocks
+of a 1-D line), with one :func:`plane_evaluator` per grid (first layer assembled from precomputed passes;
+Linear chains streamed point by point on CPU), and each finished block is written to the optional ``store``
+file (:class:`GridStore`), so an interrupted 51 x 51 grid or 10^6-point line resumes where it stopped. Before
+any work the axes are checked (finite, strictly increasing, at least two points) and so is the size: a grid
+that would not fit in this machine's memory, or (timed on a few points of the grid itself) would take more
+than a week, is refused with the estimate in the message (:mod:`.budget`). Directions come from
+:mod:`.directions` (filter-normalized random, top Hessian eigenvectors, PCA of a trajectory);
+:func:`interpolate` is the 1-D segment w(alpha) = (1 - alpha) w_a + alpha w_b, optionally with the BatchNorm
+running statistics recomputed at every point.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +26,14 @@ from torch import Tensor, nn
 
 from .._io import atomic_write_json
 from .._progress import progress_bar
+from .._validate import short
 from ..errors import ConfigError
 from ..objective import Objective
+from .budget import check_grid_size, check_grid_time
 from .evaluate import class_labels, plane_evaluator
 from .store import GridStore, fingerprint
 
-__all__ = ["Slice", "interpolate", "slice_1d", "slice_2d"]
+__all__ = ["Slice", "check_axis", "interpolate", "slice_1d", "slice_2d"]
 
 
 @dataclass
@@ -71,6 +78,8 @@ def _grid(
     batch_points: int,
     extra_meta: dict[str, Any] | None = None,
 ) -> Slice:
+    axes = [check_axis(name, a) for name, a in zip(("xs", "ys"), axes, strict=False)]
+    check_grid_size([len(a) for a in axes], f"a {' x '.join(str(len(a)) for a in axes)} {kind} slice")
     origin = obj.theta if origin is None else origin.to(obj.device, obj.dtype)
     meta = {
         "kind": kind,
@@ -83,11 +92,19 @@ def _grid(
     rows = grid.axes[1] if len(axes) > 1 else np.zeros(1)
     todo = np.flatnonzero(~grid.done)
     evaluate = plane_evaluator(obj, origin, directions, batch_points=batch_points)  # set up once per grid
+
+    def coords_of(block: int) -> np.ndarray:
+        row, cols = grid.blocks[block]
+        x = xs[cols]
+        return np.stack([x, np.full_like(x, rows[row])], axis=1)[:, : len(axes)]
+
+    if len(todo):
+        remaining = sum(len(xs[grid.blocks[b][1]]) for b in todo)
+        check_grid_time(evaluate, coords_of(int(todo[0])), remaining, f"the {kind} slice", batch_points)
     with progress_bar(len(todo), f"{kind} slice") as bar:
-        for row in todo:
-            coords = np.stack([xs, np.full_like(xs, rows[row])], axis=1)[:, : len(axes)]
-            loss, acc = evaluate(coords)
-            grid.put_row(int(row), loss, acc)
+        for block in todo:
+            loss, acc = evaluate(coords_of(int(block)))
+            grid.put_block(int(block), loss, acc)
             bar.advance()
     if len(axes) == 1:
         return Slice(grid.axes, grid.loss[0], grid.accuracy[0], kind=kind, meta=meta)
@@ -98,6 +115,23 @@ def _describe(origin: Tensor | None, meta: dict[str, Any] | None) -> dict[str, A
     """The slice's description for its plots: what the centre is, plus the caller's ``meta`` (``norm``,
     ``bias_bn``, ``eigenvalues``, ``explained``, ``centre``: see ``plots.direction_labels``)."""
     return {"centre": "model's weights" if origin is None else "origin", **(meta or {})}
+
+
+def check_axis(name: str, values: np.ndarray | Sequence[float]) -> np.ndarray:
+    """``values`` as a float64 array if they are finite and strictly increasing, at least two of them."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a 1-D array of numbers, got {short(values)}") from None
+    if a.ndim != 1 or len(a) < 2:
+        raise ConfigError(f"{name} must be a 1-D array of at least two coordinates, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ConfigError(f"{name} must be finite, got {short(a.tolist())}")
+    if not (np.diff(a) > 0).all():
+        raise ConfigError(
+            f"{name} must be strictly increasing (a degenerate grid repeats a point), got {short(a.tolist())}"
+        )
+    return a
 
 
 def slice_1d(
@@ -166,7 +200,7 @@ def interpolate(
     before evaluating in eval mode: the averaged weights do not match the end points' statistics. That path
     evaluates point by point (statistics are a per-point computation).
     """
-    alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else np.asarray(alphas, dtype=np.float64)
+    alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else check_axis("alphas", alphas)
     theta_a = theta_a.to(obj.device, obj.dtype)
     direction = theta_b.to(obj.device, obj.dtype) - theta_a
     if not bn_recompute:
@@ -180,6 +214,7 @@ def interpolate(
             kind="interpolation",
             meta={"endpoints": list(names), "centre": names[0]},
         )
+    check_grid_size([len(alphas)], f"a {len(alphas)}-point interpolation")
     bns = [m for m in obj.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         raise ConfigError("bn_recompute=True but the model has no BatchNorm layer")

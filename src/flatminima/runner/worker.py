@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -73,11 +74,13 @@ def _exit_when_coordinator_dies(coordinator: int, period: float) -> None:
 
 
 def init_pool_worker(coordinator: int) -> None:
-    """Process-pool initializer: single-threaded, and exit when the coordinator dies (e.g. SIGKILL).
+    """Process-pool initializer: single-threaded, SIGINT ignored, exit when the coordinator dies (SIGKILL).
 
     Without the watchdog, workers of a killed coordinator would finish their current run and then wait
     forever; with forkserver they would also keep the fork server alive (each child holds its liveness pipe),
     so watching the parent pid is not enough: the coordinator's pid is watched instead.
     """
     limit_threads()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the coordinator
+    # alone handles it (and terminates the workers), instead of every worker printing a traceback
     threading.Thread(target=_exit_when_coordinator_dies, args=(coordinator, 0.5), daemon=True).start()

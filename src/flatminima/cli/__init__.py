@@ -13,6 +13,7 @@ Sub-commands live in the modules of this package; each has ``register(app)``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import os
@@ -79,8 +80,27 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+_ABORTED: list[bool] = []  # set by _abort: the process exits 130 (see _exit_130_after_abort)
+
+
+def _exit_130_after_abort() -> None:
+    """atexit, registered when the command line runs ``main``: once aborted, end the process with 130 now.
+
+    CPython remembers a ``KeyboardInterrupt`` that ever escaped code run through ``PyRun_String`` (pybind11's
+    ``py::exec``, inside torch) and, after finalizing, kills the process with SIGINT (return code -2) even
+    though :func:`main` handled the interrupt and raised ``SystemExit(130)``. Registered before the command
+    runs, it runs after the handlers the command registers (atexit is last in, first out); the handlers
+    registered at import (multiprocessing's) are skipped, the pool's workers being terminated already.
+    """
+    if _ABORTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+
+
 def _abort(exc: BaseException) -> None:
     sys.stderr.write("aborted (SIGTERM)\n" if isinstance(exc, Terminated) else "aborted\n")
+    _ABORTED.append(True)
     raise SystemExit(130) from None
 
 
@@ -93,6 +113,8 @@ def _run(args: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; map input errors to exit 2, interrupts to 130 (see the module docstring)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:  # the command line itself (in-process callers keep their interpreter)
+        atexit.register(_exit_130_after_abort)
     with _sigterm_as_interrupt():
         try:
             _run(args)

@@ -38,10 +38,18 @@ def _load_run(path: str):
     return load_run(path)
 
 
+def _announce(what: str, o: dict[str, Any]) -> None:
+    """From the command line (``progress`` among the options): the work ahead, once the options that need
+    the run (batch size, k) have been checked, so a bad input still gets exactly one line."""
+    if "progress" in o:
+        Console(stderr=True).print(f"{what}: up to {PRODUCTS[what](o)} curvature products")
+
+
 def _sharpness(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import sharpness
 
     obj = objective_from_options(run, o)
+    _announce("sharpness", o)
     est = sharpness(obj, tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"], progress=o.get("progress"))
     return _estimate_dict(est)
 
@@ -50,6 +58,7 @@ def _trace(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_trace
 
     obj = objective_from_options(run, o)
+    _announce("trace", o)
     est = hessian_trace(
         obj, matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"], progress=o.get("progress")
     )
@@ -60,6 +69,7 @@ def _nonuniformity(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import non_uniformity
 
     obj = objective_from_options(run, o)
+    _announce("nonuniformity", o)
     est = non_uniformity(
         obj, method=o["method"], tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"],
         progress=o.get("progress"),
@@ -73,6 +83,7 @@ def _spectrum(run, o: dict[str, Any]) -> dict[str, Any]:
     obj = objective_from_options(run, o)
     if o["k"] > obj.num_params:  # before the SLQ runs, not after them
         raise ConfigError(f"--k {o['k']} exceeds the {obj.num_params} parameters measured")
+    _announce("spectrum", o)
     top = hessian_eigenvalues(obj, k=o["k"], tol=o["tol"], seed=o["seed"])
     summary = spectrum_summary(
         obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"],
@@ -115,6 +126,7 @@ def _stability(run, o: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"{source} {batch} exceeds the {obj.n} examples measured; pass a smaller --batch-size"
         )
+    _announce("stability", o)
     st = linear_stability(
         obj, lr=lr, batch_size=batch, tol=o["tol"], max_iter=o["max_iter"], method=o["method"],
         seed=o["seed"], progress=o.get("progress"),
@@ -232,8 +244,6 @@ def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any],
         if target.exists() and not target.is_file():
             raise ConfigError(f"{target} exists and is not a file; move it away")
     run = _load_run(options["run"])
-    if "progress" in options and what in PRODUCTS:  # from the command line, before long work
-        Console(stderr=True).print(f"{what}: up to {PRODUCTS[what](options)} curvature products")
     result = table[what](run, options)
     path = atomic_write_json(
         Path(options["run"]) / f"measure-{what}.json", {"what": what, "options": options, "result": result}

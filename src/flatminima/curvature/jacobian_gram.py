@@ -200,8 +200,9 @@ def gram_memory(obj) -> tuple[int, int, int]:
     ``_layer_gram``), twice (autograd's result and the stacked copy), plus the K x K one-hot cotangents.
     """
     layers = weight_layers(obj)
+    first, _ = next(iter(obj.chunks(1)))  # one example, from tensors or from a loader's first batch
     with torch.no_grad():
-        f, records = recorded_forward(obj, obj.theta.detach(), obj.x[:1], layers)
+        f, records = recorded_forward(obj, obj.theta.detach(), first, layers)
     k_out = f.numel()
     size = obj.theta.element_size()
     per_layer = 0

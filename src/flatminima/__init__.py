@@ -29,13 +29,15 @@ from .curvature import (
     non_uniformity,
     plot_density,
     power_iteration,
+    preconditioned_sharpness,
     sharpness,
     spectral_density,
     spectrum_summary,
 )
 from .errors import CheckpointError, ConfigError, DataNotFoundError, FlatminimaError, UnknownNameError
 from .estimate import Estimate
-from .landscape import flatness_radius
+from .landscape import adaptive_sharpness, epsilon_sharpness, flatness_radius
+from .noise import noise_scale
 from .objective import Objective
 from .training import LoadedRun, Probe, ProbeContext, TrainResult, load_run, train
 
@@ -62,8 +64,10 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "UnknownNameError",
+    "adaptive_sharpness",
     "curvature",
     "data",
+    "epsilon_sharpness",
     "experiments",
     "flatness_radius",
     "generalization",
@@ -77,10 +81,12 @@ __all__ = [
     "local_entropy_width",
     "models",
     "noise",
+    "noise_scale",
     "non_uniformity",
     "optim",
     "plot_density",
     "power_iteration",
+    "preconditioned_sharpness",
     "report",
     "runner",
     "sharpness",

@@ -1,9 +1,10 @@
 """``flatminima measure WHAT --run DIR``: curvature measurements on a trained run's final checkpoint.
 
 WHAT: sharpness | spectrum | trace | nonuniformity | stability, plus any name in ``PROBES`` of
-``flatminima.cli.measure_probes`` (a dict name -> function(loaded_run, options: dict) -> dict) when that
-module imports. The result is printed as a table and written to ``DIR/measure-<what>.json`` (temporary
-file, then rename). ``--n`` restricts to the first n training examples (Wu, Ma & E 2018 measure on n = 1000).
+``flatminima.cli.measure_probes`` and ``SHARPNESS`` of ``flatminima.cli.measure_sharpness`` (dicts name ->
+function(loaded_run, options: dict) -> dict). The result is printed as a table and written to
+``DIR/measure-<what>.json`` (temporary file, then rename). ``--n`` restricts to the first n training examples
+(Wu, Ma & E 2018 measure on n = 1000).
 ``stability`` takes ``--lr`` / ``--batch-size`` from the options, else from the run's last training phase.
 """
 
@@ -20,6 +21,7 @@ from rich.table import Table
 from .._io import atomic_write_json
 from ..errors import ConfigError, unknown
 from .measure_probes import PROBES, objective_from_options
+from .measure_sharpness import SHARPNESS
 
 __all__ = ["BUILTIN", "measure", "register", "run_measurement"]
 
@@ -115,7 +117,7 @@ def _estimate_dict(est) -> dict[str, Any]:
 
 def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     """Measure ``what`` on the run ``options["run"]``; returns the result and the JSON path written."""
-    table = {**BUILTIN, **PROBES}
+    table = {**BUILTIN, **PROBES, **SHARPNESS}
     if what not in table:
         raise unknown("measurement", what, list(table))
     run = _load_run(options["run"])
@@ -150,7 +152,10 @@ def _fmt(v: Any) -> str:
 
 
 def measure(
-    what: str = typer.Argument(..., help="sharpness | spectrum | trace | nonuniformity | stability | ..."),
+    what: str = typer.Argument(
+        ..., help="sharpness | spectrum | trace | nonuniformity | stability | flatness | noise | margins | "
+        "epsilon-sharpness | adaptive-sharpness | preconditioned-sharpness | noise-scale"
+    ),
     run: str = typer.Option(..., "--run", help="run directory (written by flatminima train)"),
     lr: float | None = typer.Option(None, "--lr", help="stability: learning rate (default: the run's)"),
     batch_size: int | None = typer.Option(
@@ -168,7 +173,9 @@ def measure(
     runs: int = typer.Option(10, "--runs", help="spectrum: SLQ runs"),
     threshold: float = typer.Option(1e-4, "--threshold", help="spectrum: |lambda| below this counts as ~0"),
     chunk_size: int | None = typer.Option(None, "--chunk-size", help="examples per chunk"),
-    eps: float = typer.Option(0.05, "--eps", help="flatness: loss tolerance of the radius (eq. 11)"),
+    eps: float | None = typer.Option(
+        None, "--eps", help="flatness: loss tolerance of the radius (eq. 11) [0.05]; epsilon-sharpness [1e-3]"
+    ),
     directions: int = typer.Option(20, "--directions", help="flatness: random directions"),
     params: str = typer.Option("all", "--params", help="flatness: all | top | name pattern"),
     radius_tol: float = typer.Option(1e-3, "--radius-tol", help="flatness: relative bisection tolerance"),
@@ -178,6 +185,16 @@ def measure(
     samples: int = typer.Option(1000, "--samples", help="noise: minibatches per batch size"),
     gammas: str = typer.Option("0,0.01,0.05,0.1,0.5,1", "--gammas", help="margins: input-noise levels"),
     repeats: int = typer.Option(1, "--repeats", help="margins: noise draws per gamma"),
+    rho: float | None = typer.Option(None, "--rho", help="adaptive-sharpness: radius [0.05]"),
+    kind: str = typer.Option("worst", "--kind", help="adaptive-sharpness: worst | average"),
+    norm: str = typer.Option("2", "--norm", help="adaptive-sharpness: 2 | inf"),
+    adaptive: bool = typer.Option(True, "--adaptive/--standard", help="adaptive-sharpness: c = |w| or c = 1"),
+    m: int | None = typer.Option(None, "--m", help="adaptive-sharpness: examples per batch (m-sharpness)"),
+    subspace: int | None = typer.Option(None, "--subspace", help="epsilon-sharpness: random subspace dim"),
+    ascent_steps: int = typer.Option(20, "--ascent-steps", help="epsilon/adaptive-sharpness: ascent steps"),
+    optimizer_state: str | None = typer.Option(
+        None, "--optimizer-state", help="preconditioned-sharpness: [RUN/checkpoints/final.optim.pt]"
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Measure a trained run: sharpness, spectrum, trace, non-uniformity or SGD stability (Wu et al. 2018)."""
@@ -187,6 +204,8 @@ def measure(
         chunk_size=chunk_size, seed=seed, eps=eps, directions=directions, params=params,
         radius_tol=radius_tol, examples=examples, batch_sizes=_numbers(batch_sizes, int),
         components=components, samples=samples, gammas=_numbers(gammas, float), repeats=repeats,
+        rho=rho, kind=kind, norm=norm, adaptive=adaptive, m=m, subspace=subspace, ascent_steps=ascent_steps,
+        optimizer_state=optimizer_state,
     )  # fmt: skip
     result, path = run_measurement(what, options)
     _print(what, result, path)

@@ -1,6 +1,7 @@
-"""Loss-landscape probes: flatness radius, slices, simplex interpolation, trajectories/MDS, branching,
-averaging."""
+"""Loss-landscape probes: flatness radius, worst-case / average sharpness (Keskar et al. 2017, Andriushchenko
+et al. 2023), slices, simplex interpolation, trajectories/MDS, branching, averaging."""
 
+from .adaptive_sharpness import adaptive_sharpness, disjoint_batches
 from .averaging import AveragingResult, align, average_models, compare_averaging
 from .branching import Branch, BranchingResult, branching, perturb
 from .directions import (
@@ -11,6 +12,7 @@ from .directions import (
     random_unit_directions,
     selection_mask,
 )
+from .eps_sharpness import epsilon_sharpness, keskar_normalization, random_subspace
 from .evaluate import PlaneFn, class_labels, evaluate_plane, evaluate_points, plane_evaluator
 from .mds import MDSResult, classical_mds, cosine_dissimilarity, euclidean_distances, trajectory_mds
 from .plots import plot_mds, plot_simplex, plot_slice, plot_surface
@@ -32,6 +34,7 @@ __all__ = [
     "Slice",
     "TrainFn",
     "WeightRecorder",
+    "adaptive_sharpness",
     "align",
     "average_models",
     "branching",
@@ -39,6 +42,8 @@ __all__ = [
     "classical_mds",
     "compare_averaging",
     "cosine_dissimilarity",
+    "disjoint_batches",
+    "epsilon_sharpness",
     "euclidean_distances",
     "evaluate_model",
     "evaluate_plane",
@@ -47,6 +52,7 @@ __all__ = [
     "flatness_radius",
     "hessian_directions",
     "interpolate",
+    "keskar_normalization",
     "load_flat",
     "pca_directions",
     "perturb",
@@ -57,6 +63,7 @@ __all__ = [
     "plot_surface",
     "radii_along",
     "random_directions",
+    "random_subspace",
     "random_unit_directions",
     "recompute_bn",
     "selection_mask",

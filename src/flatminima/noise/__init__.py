@@ -1,5 +1,5 @@
-"""Gradient-noise statistics: per-example gradients, normality, diffusion-matrix spectrum, FFT of
-trajectories."""
+"""Gradient-noise statistics: per-example gradients, normality, diffusion-matrix spectrum, the gradient noise
+scale (McCandlish et al. 2018), FFT of trajectories."""
 
 from .diffusion import (
     DiffusionSpectrum,
@@ -10,6 +10,7 @@ from .diffusion import (
 )
 from .gradients import ComponentNoise, gradient_noise, per_example_gradients, pick_examples
 from .plots import plot_diffusion_spectrum, plot_gradient_histograms, plot_increment_spectrum
+from .scale import noise_scale, noise_scale_from_gradients
 from .spectral import IncrementSpectrum, autocorrelation, increment_spectrum
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "diffusion_spectrum",
     "gradient_noise",
     "increment_spectrum",
+    "noise_scale",
+    "noise_scale_from_gradients",
     "per_example_gradients",
     "pick_examples",
     "plot_diffusion_spectrum",

@@ -4,28 +4,23 @@ wrong results must fail."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 
-from flatminima.experiments import ExperimentResult, get
+from flatminima.experiments import ExperimentResult
 from flatminima.experiments._sharpness_common import binomial_tolerance
 from flatminima.experiments.cohen2021_edge_of_stability import LOWER, UPPER, eos_rows, eos_statistics
 from flatminima.experiments.foret2021_sam import foret_rows
 from flatminima.experiments.keskar2017_large_batch import keskar_rows
 from flatminima.runner import ResultsStore
 
+from .test_experiments_wu import _run as _wu_run
+
 
 def _run(name: str, out: Path) -> ExperimentResult:
-    result = get(name).run("smoke", out, seed=0, progress=False)
-    saved = json.loads((out / "result.json").read_text())
-    assert saved["name"] == name and saved["scale"] == "smoke"
-    assert result.figures and all(
-        (out / f).is_file() and (out / f).stat().st_size > 0 for f in result.figures
-    )
-    assert (out / "table.md").is_file()
+    result = _wu_run(name, out)  # result.json, figures and table.md written
     assert all(r.holds is not None for r in result.rows if r.relation != "reference")
     return result
 

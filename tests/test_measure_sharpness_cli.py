@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 import flatminima as fm
-from flatminima.cli import main
 from flatminima.cli import measure as measure_cli
 
-from .test_curvature_cli import _FakeRun
+from .test_curvature_cli import _FakeRun, _measure
 
 
 @pytest.fixture
@@ -22,14 +21,6 @@ def run(tiny_mlp, tiny_data, tmp_path, monkeypatch):
     fake = _FakeRun(tiny_mlp, x, y + 2.0, tmp_path)
     monkeypatch.setattr(measure_cli, "_load_run", lambda path: fake)
     return fake
-
-
-def _measure(*args: str) -> int:
-    try:
-        main(["measure", *args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _result(tmp_path, what: str) -> dict:

@@ -140,3 +140,21 @@ def test_foret_verdicts() -> None:
     assert [r.holds for r in foret_rows({"SGD": sgd, "SAM": worse}, 597)] == [True, True, False]
     sharper = dict(sam, sharpness=(3.0, 0.0), m_sharpness=(0.02, 0.0))
     assert [r.holds for r in foret_rows({"SGD": sgd, "SAM": sharper}, 597)] == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("name", "files"),
+    [
+        ("cohen2021-edge-of-stability", "cifar"),
+        ("keskar2017-large-batch", "mnist"),
+        ("foret2021-sam", "cifar"),
+    ],
+)
+def test_paper_scale_without_data_fails_early(name: str, files: str, tmp_path: Path, monkeypatch) -> None:
+    from flatminima.errors import DataNotFoundError
+    from flatminima.experiments import get
+
+    monkeypatch.setenv("FLATMINIMA_DATA", str(tmp_path / "empty"))
+    with pytest.raises(DataNotFoundError, match=files):
+        get(name).run("paper", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # nothing half-written

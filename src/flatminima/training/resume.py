@@ -8,9 +8,9 @@ vector of a ``SharpnessProbe``) and the row count of the metrics table at that m
 
 Files (in ``RUN/resume/``): ``state-<step>.pt`` written with ``torch.save`` to a temporary name and renamed,
 then ``resume.json`` (``{"file": ..., "sha256": ..., "step": ..., "threads": ...}``) written the same way; the
-previous state file is removed only after that. A SIGKILL at any moment leaves either the old or the new point complete.
-Loading checks the SHA-256 and uses ``torch.load(weights_only=True)`` (no code is run); a corrupt point is a
-:class:`~flatminima.errors.CheckpointError`.
+previous state file is removed only after that. A SIGKILL at any moment leaves either the old or the new point
+complete. Loading checks the SHA-256 and uses ``torch.load(weights_only=True)`` (no code is run); a corrupt
+point is a :class:`~flatminima.errors.CheckpointError`.
 
 Bit for bit means on the same machine with the same number of torch threads: a float reduction split over
 another thread count rounds differently. ``threads`` records the count; resuming with another one warns.

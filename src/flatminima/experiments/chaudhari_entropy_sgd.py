@@ -1,72 +1,101 @@
-"""Chaudhari's thesis, Table 3.1: Entropy-SGD vs SGD at equal effective epochs (epochs x L).
+"""Chaudhari's thesis, Table 3.1 / Sec. 3.3.2: Entropy-SGD vs the Adam baseline at comparable effective
+epochs (epochs x L) on MNIST.
 
-Relation checked: Entropy-SGD's test error is comparable or better, i.e. <= SGD's + ``tol`` percentage points
-(the thesis: mnistfc 1.37 +- 0.03 % for Entropy-SGD vs 1.39 +- 0.03 % for SGD). ``tol`` is set from the test
-set size: about two binomial standard deviations of an error near 5 % (smoke: 597 digits test images -> 3
-points; default 1.5 points, mean over three seeds). Hyper-parameters: :func:`._chaudhari_common.method_phase`.
+Relation checked (thesis: "Entropy-SGD obtains a comparable generalization error", mnistfc 1.37 +- 0.03 % vs
+1.39 +- 0.03 %, lenet 0.50 +- 0.01 % vs 0.51 +- 0.01 %): Entropy-SGD's mean test error over seeds is at most
+the baseline's plus two standard deviations of a run-to-run difference, estimated from our seeds
+(:func:`._spread.no_worse_row`; floor one test example). The thesis's own numbers pass this rule (tested); a
+fixed allowance of 1.5 points, as before, would also pass an Entropy-SGD that lost most of its accuracy.
+Precondition: the baseline learned (test error below half of chance).
+
+Scales: ``smoke`` / ``default`` use protocol ``small`` (:func:`._chaudhari_common.method_phases`: our
+hyper-parameters for small MLPs on the embedded digits, Adam lr 1e-3 as the baseline); ``paper`` follows
+Sec. 3.3.2 (protocol ``thesis-3.3.2``: lenet with BN, Adam 100 epochs with lr 1e-3 / 5 every 30, Entropy-SGD
+L = 20, 5 epochs, SGLD step 0.1, outer lr 1 -> 0.1 after 2 epochs, Nesterov 0.9, beta^{-1} = 1e-6, scope
+1e4 shrinking by 1.001 per update, reduced dropout), five seeds as the thesis's "5 independent runs".
 """
 
 from __future__ import annotations
 
-from ._chaudhari_common import bar_figure, comparable_row, compare_methods
+from typing import Any
+
+from ._chaudhari_common import MethodRuns, bar_figure, compare_methods, learned_row, method_rows
+from ._spread import no_worse_row
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
-SETTINGS = {
+SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"name": "digits", "n_train": 300},
-        "model": {"name": "mlp", "widths": [32], "seed": 0},
+        "model": {"name": "mlp", "widths": [32]},
         "epochs": 10,
         "batch_size": 32,
-        "seeds": [0],
-        "tol": 0.03,
+        "seeds": [0, 1],
+        "protocol": "small",
     },
     "default": {
         "data": {"name": "digits"},
-        "model": {"name": "mlp", "widths": [128], "seed": 0},
+        "model": {"name": "mlp", "widths": [128]},
         "epochs": 30,
         "batch_size": 32,
-        "seeds": [0, 1, 2],
-        "tol": 0.015,
+        "seeds": [0, 1, 2, 3, 4],
+        "protocol": "small",
     },
     "paper": {
         "data": {"name": "mnist"},
-        "model": {"name": "mnistfc", "seed": 0},
+        "model": {"name": "lenet"},
         "epochs": 100,
         "batch_size": 128,
-        "seeds": [0, 1, 2],
-        "tol": 0.002,
+        "seeds": [0, 1, 2, 3, 4],
+        "protocol": "thesis-3.3.2",
     },
 }
-PAPER = {"Entropy-SGD": "1.37 +- 0.03 % @120", "SGD": "1.39 +- 0.03 % @66"}
+BASELINE = "Adam"
+METHODS = ["Entropy-SGD", BASELINE]
+PAPER = {
+    "Entropy-SGD": "1.37 ± 0.03 % @120 (mnistfc); 0.50 ± 0.01 % @80 (lenet)",
+    "Adam": "1.39 ± 0.03 % @66 (mnistfc); 0.51 ± 0.01 % @100 (lenet)",
+}
+
+
+def entropy_sgd_rows(res: dict[str, MethodRuns], n_test: int, classes: int) -> list[ComparisonRow]:
+    """The verdict rows of Table 3.1 from the per-seed test errors (pure function of the measurements)."""
+    ent, base = res["Entropy-SGD"], res[BASELINE]
+    return [
+        *method_rows(res, PAPER),
+        learned_row(base, BASELINE, classes),
+        no_worse_row(
+            "Entropy-SGD - Adam test error (pct. points)",
+            ent.test_spread,
+            base.test_spread,
+            "-0.02 (mnistfc), -0.01 (lenet): comparable",
+            names=("Entropy-SGD", BASELINE),
+            resolution=1.0 / n_test,
+        ),
+    ]
 
 
 @register
 class ChaudhariEntropySGD(Experiment):
     name = "chaudhari-entropy-sgd"
-    title = "Entropy-SGD matches or beats SGD at equal effective epochs"
-    paper = "Chaudhari 2018 (thesis), Table 3.1 (mnistfc / LeNet)"
-    claim = "Entropy-SGD test error <= SGD test error + tolerance at the same number of effective epochs"
+    title = "Entropy-SGD matches the Adam baseline at comparable effective epochs"
+    paper = "Chaudhari 2018 (thesis), Table 3.1 / Sec. 3.3.2 (MNIST mnistfc / lenet)"
+    claim = (
+        "Entropy-SGD test error <= Adam's + 2 x std of a run-to-run difference (our seeds), at the same "
+        "number of effective epochs"
+    )
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SETTINGS[ctx.scale]
-        res = compare_methods(ctx, s, ["SGD", "Entropy-SGD"], "runs")
-        ent, sgd = res["Entropy-SGD"], res["SGD"]
-        rows = [
-            comparable_row(
-                "Entropy-SGD test error (%)",
-                ent["test_error"],
-                sgd["test_error"],
-                PAPER["Entropy-SGD"],
-                s["tol"],
-            ),
-            ComparisonRow("SGD test error (%)", round(100 * sgd["test_error"], 2), PAPER["SGD"], "reference"),
-            ComparisonRow("effective epochs (both)", s["epochs"], "120 vs 66", "equal"),
-        ]
+        res, data = compare_methods(ctx, s, METHODS, "runs")
+        n_test = len(data.test.x)
+        rows = entropy_sgd_rows(res, n_test, data.num_classes)
+        rows.append(ComparisonRow("effective epochs (both)", s["epochs"], "120 vs 66; 80 vs 100", "equal"))
         fig = bar_figure(
             ctx.out_dir / "errors.png",
             list(res),
-            [100 * r["test_error"] for r in res.values()],
+            [100 * r.test_spread.mean for r in res.values()],
             "test error (%)",
-            "Entropy-SGD vs SGD (equal effective epochs)",
+            "Entropy-SGD vs Adam (equal effective epochs)",
         )
-        return Findings(rows=rows, figures=[fig], config={"setting": s, "results": res})
+        config = {"setting": s, "results": {m: r.summary() for m, r in res.items()}, "n_test": n_test}
+        return Findings(rows=rows, figures=[fig], config=config)

@@ -182,3 +182,26 @@ def test_paper_scale_without_data_files_fails_before_work(
         E.get(name).run("paper", tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / E.RESULT_FILE).exists()
     assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "methods"),
+    [
+        ("thesis-3.3.2", ["Adam", "Entropy-SGD"]),
+        ("thesis-4.6", ["Entropy-SGD", "HEAT", "HJ", "SGD"]),
+        ("thesis-5.4", ["Parle", "Elastic-SGD", "Entropy-SGD", "SGD"]),
+    ],
+)
+def test_thesis_protocols_train(protocol: str, methods: list[str]) -> None:
+    """Every paper-scale protocol builds its optimizers and takes steps (phases cut to a few minibatches)."""
+    from flatminima.experiments._chaudhari_common import build_model, method_phases
+    from flatminima.training import train
+
+    data = load("digits", n_train=64, targets="index")
+    setting = {"protocol": protocol, "batch_size": 16, "replicas": 2, "epochs": 1, "model": {"name": "mlp"}}
+    for m in methods:
+        phases, overrides = method_phases(m, setting, seed=0, n_train=64)
+        short = [{**p, "max_epochs": None, "max_steps": 1} for p in phases[:2]]
+        model = build_model({"name": "mlp", "widths": [8], **overrides, "seed": 0}, data)
+        result = train(model, data, short, loss="cross_entropy", seed=0, eval_test=False, progress=False)
+        assert result.status == "finished" and result.steps == len(short)

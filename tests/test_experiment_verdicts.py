@@ -262,6 +262,11 @@ def test_polynomial_verdict() -> None:
     assert verdict(polynomial_rows({"relu": relu, "poly:10": bad}, 0.08)) is False
     rows = polynomial_rows({"relu": relu, "poly:10": relu}, 0.08)  # activation switched off
     assert judged(rows, "precondition: the polynomial").holds is False
+    assert judged(rows, "test error poly - ReLU").holds is None
+    diverged = [*poly[:2], {**poly[2], "status": "diverged"}]
+    rows = polynomial_rows({"relu": relu, "poly:10": diverged}, 0.08)
+    assert verdict(rows) is False and judged(rows, "test error poly - ReLU").holds is None
+    assert judged(rows, "poly:10: test error").ours.endswith("(2 seeds)")  # finished runs still reported
 
 
 def test_simplex_verdict_requires_minima_at_the_vertices() -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from ..models.activations import DEFAULT_HALF_WIDTH, relu_poly_fit
 from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
-from ._spread import comparable_row, precondition_row, spread
+from ._spread import comparable_row, gate, precondition_row, spread
 from ._theory2_common import check_data, collect, minimum_config, run_config, train_from_config
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
@@ -98,42 +98,54 @@ def _plot(runs: dict[str, list[dict[str, Any]]], sup: float, path: Any) -> None:
 
 def polynomial_rows(runs: dict[str, list[dict[str, Any]]], sup: float) -> list[ComparisonRow]:
     """Verdict rows from the runs of each activation (seed order; ``status``, ``final_test_error``,
-    ``final_train_error``, ``final_train_loss``, ``n_train``, ``n_test``) and the fit's sup error (pure)."""
+    ``final_train_error``, ``final_train_loss``, ``n_train``, ``n_test``) and the fit's sup error (pure).
+    Diverged runs fail a precondition; the finished ones are still reported, without a verdict."""
     relu, poly = ACTIVATIONS
     rows = [ComparisonRow(f"sup |poly - ReLU| on [-3, 3], degree {DEGREE}", round(sup, 4), "not stated", "–")]
-    finished = {a: sum(r["status"] == "finished" for r in rs) for a, rs in runs.items()}
-    ok = all(finished[a] == len(rs) and rs for a, rs in runs.items())
-    rows.append(precondition_row("every run finished (none diverged)", finished, "all", "all finished", ok))
-    if not ok:
-        return rows
-    same = [
-        a["final_train_loss"] == b["final_train_loss"] for a, b in zip(runs[relu], runs[poly], strict=True)
+    done = {a: [r for r in rs if r["status"] == "finished"] for a, rs in runs.items()}
+    all_done = all(len(done[a]) == len(rs) for a, rs in runs.items())
+    rows.append(
+        precondition_row(
+            "every run finished (none diverged)",
+            {a: f"{len(done[a])}/{len(rs)}" for a, rs in runs.items()},
+            "all",
+            "all finished",
+            all_done,
+        )
+    )
+    pairs = [
+        (a, b)
+        for a, b in zip(runs[relu], runs[poly], strict=True)
+        if "finished" == a["status"] == b["status"]
     ]
+    differ = [a["final_train_loss"] != b["final_train_loss"] for a, b in pairs]
+    in_use = bool(pairs) and all(differ)
     rows.append(
         precondition_row(
             "the polynomial activation is in use",
-            f"{sum(not x for x in same)}/{len(same)} seeds differ",
+            f"{sum(differ)}/{len(pairs)} seeds differ",
             "–",
             "final train losses of the two nets differ for every seed",
-            not any(same),
+            in_use,
         )
     )
+    if not all(done.values()):
+        return rows
     for split, n_key in (("test", "n_test"), ("train", "n_train")):
-        values = {a: [r[f"final_{split}_error"] for r in rs] for a, rs in runs.items()}
+        values = {a: [r[f"final_{split}_error"] for r in rs] for a, rs in done.items()}
         for a in ACTIVATIONS:
             rows.append(
                 ComparisonRow(f"{a}: {split} error (%)", spread(values[a]).text(100), "about the same", "–")
             )
-        rows.append(
-            comparable_row(
-                f"{split} error poly - ReLU (pct. points)",
-                spread(values[poly]),
-                spread(values[relu]),
-                "'very similar'",
-                names=("poly", "ReLU"),
-                resolution=1.0 / runs[relu][0][n_key],
-            )
+        verdict = comparable_row(
+            f"{split} error poly - ReLU (pct. points)",
+            spread(values[poly]),
+            spread(values[relu]),
+            "'very similar'",
+            names=("poly", "ReLU"),
+            resolution=1.0 / done[relu][0][n_key],
         )
+        rows += gate([verdict], all_done and in_use, "a run diverged or the activations coincide")
     return rows
 
 
@@ -156,11 +168,17 @@ class Theory2Polynomial(Experiment):
             runs[values["model.activation"]].append(res)
         sup = relu_poly_fit(DEGREE, -DEFAULT_HALF_WIDTH, DEFAULT_HALF_WIDTH)[1]
         rows = polynomial_rows(runs, sup)
-        if any(r["status"] != "finished" for rs in runs.values() for r in rs):
-            return Findings(rows=rows, notes="a run diverged")
-        _plot(runs, sup, ctx.out_dir / "polynomial.png")
+        finished = {a: [r for r in rs if r["status"] == "finished"] for a, rs in runs.items()}
+        _plot(finished, sup, ctx.out_dir / "polynomial.png")
         return Findings(
             rows=rows,
             figures=["polynomial.png"],
-            config={"sweep": base, "seeds": s["seeds"]},
+            config={
+                "sweep": base,
+                "seeds": s["seeds"],
+                "status": {a: [r["status"] for r in rs] for a, rs in runs.items()},
+            },
+            notes=""
+            if all(r["status"] == "finished" for rs in runs.values() for r in rs)
+            else "a run diverged",
         )

@@ -126,6 +126,7 @@ class DataConfig(_Strict):
     targets: Literal["onehot", "index"] | None = None
     seed: int | None = None
     root: str | None = None
+    verify: bool = True  # False: accept files that do not match the official checksums (recorded)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -149,6 +150,7 @@ class TrainConfig(_Strict):
     phases: list[Phase] = Field(min_length=1)
     log_every: int = Field(default=10, ge=1)
     checkpoint_every: int | None = Field(default=None, ge=1)
+    resume_every: int | None = Field(default=None, ge=1)
     eval_test: bool = True
     dtype: Literal["float32", "float64"] = "float32"
     diverge_factor: float = Field(default=1e6, gt=1)
@@ -278,6 +280,7 @@ def dataset_from_config(config: TrainConfig) -> Any:
         "targets": targets,
         "seed": config.seed if d.seed is None else d.seed,
         "root": d.root,
+        "verify": d.verify,
         **d.options,
     }
     return fm_data.load(d.name, **kwargs)
@@ -312,6 +315,7 @@ def train_from_config(
     seed: int | None = None,
     progress: bool | None = None,
     probes: tuple[Any, ...] = (),
+    overwrite: bool = False,
 ) -> TrainResult:
     """Build data and model from ``config`` and train them (``fm.train``); ``seed`` overrides ``config.seed``.
 
@@ -341,4 +345,6 @@ def train_from_config(
         progress=progress,
         diverge_factor=config.diverge_factor,
         config=config,
+        resume_every=config.resume_every,
+        overwrite=overwrite,
     )

@@ -69,3 +69,12 @@ class SharpnessProbe:
             f"{self.prefix}_residual": est.residual,
             f"{self.prefix}_matvecs": float(est.matvecs),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The warm-start state (saved in a training run's resume points, so a resumed run is identical)."""
+        return {"last_vector": self.last_vector, "last_matvecs": self.last_matvecs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.last_vector = state.get("last_vector")
+        self.last_matvecs = int(state.get("last_matvecs", 0))

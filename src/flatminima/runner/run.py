@@ -2,8 +2,10 @@
 
 Resume contract: run ids hash the resolved config, and a run's results and its ``done`` status are committed
 together, so invoking the same sweep again after a crash (even SIGKILL) skips the finished runs, redoes the
-others from scratch (their partial rows and their run directory are deleted first, so a redone run cannot see
-a half-written file of its aborted attempt) and ends with the same table as an uninterrupted sweep. Runs that
+others (their partial rows are deleted first, and their run directory too, so a redone run cannot see a
+half-written file of its aborted attempt) and ends with the same table as an uninterrupted sweep. A run
+function with the attribute ``resumable = True`` keeps its run directory instead: it continues its own work
+from there (the experiments' training runs resume from their last resume point, ``fm.train``). Runs that
 failed are redone too. The run function is not part of the run id: change it, and use a new ``out_dir``.
 
 Only one coordinator may write an experiment directory at a time (an exclusive ``flock`` on
@@ -110,8 +112,9 @@ def run_sweep(
         store = ResultsStore(out, create=True)
         store.register(points)
         todo = store.reset_unfinished(by_id)
-        for rid in todo:
-            shutil.rmtree(run_dir(out, rid), ignore_errors=True)
+        if not getattr(fn, "resumable", False):
+            for rid in todo:
+                shutil.rmtree(run_dir(out, rid), ignore_errors=True)
         tasks = [(rid, by_id[rid].config, str(run_dir(out, rid))) for rid in todo]
         args = (tasks, fn, workers, cluster)
         skipped = len(points) - len(todo)

@@ -34,9 +34,11 @@ def execute_run(fn: RunFn, config: dict[str, Any], run_dir: str, run_id: str) ->
 
 
 def limit_threads() -> None:
-    """One thread per worker: the BLAS/OpenMP environment variables and torch's intra-op pool."""
+    """One thread per worker: the BLAS/OpenMP environment variables and torch's intra-op pool. Workers draw
+    no progress bars of their own (they would garble the coordinator's)."""
     for var in THREAD_ENV_VARS:
         os.environ[var] = "1"
+    os.environ["FLATMINIMA_PROGRESS"] = "0"
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency

@@ -153,3 +153,13 @@ def test_same_seed_same_numbers(tmp_path: Path) -> None:
     assert [r.ours for r in rows[0]] == [r.ours for r in rows[1]]
     other = exp.run("smoke", tmp_path / "other", seed=4, progress=False).rows
     assert [r.ours for r in other] != [r.ours for r in rows[0]]
+
+
+def test_paper_data_substitutes_and_records_only_at_paper_scale(tmp_path: Path) -> None:
+    from flatminima.experiments._theory2_common import paper_data
+
+    ctx = E.RunContext("paper", tmp_path, data="fashion-mnist")
+    assert paper_data(ctx, {"name": "mnist", "n_train": 5}) == {"name": "fashion-mnist", "n_train": 5}
+    assert ctx.record["data"] == {"MNIST": "fashion-mnist"}
+    default = E.RunContext("default", tmp_path, data=None)
+    assert paper_data(default, {"name": "digits"}) == {"name": "digits"} and not default.record

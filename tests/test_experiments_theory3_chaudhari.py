@@ -83,6 +83,7 @@ def _gated(result: E.ExperimentResult) -> None:
 def test_optimizer_tables_rows_from_seeds(name: str, methods: list[str], tmp_path: Path) -> None:
     res = run_smoke(name, tmp_path)
     results = res.config["results"]
+    results = results.get("mlp", results)  # chaudhari-entropy-sgd keys its results by model
     assert set(results) == set(methods)
     for m in methods:
         per_seed = list(results[m]["per_seed"].values())

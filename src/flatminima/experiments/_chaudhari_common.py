@@ -34,6 +34,8 @@ from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
 from ..training import load_checkpoint, save_checkpoint, train
 from ._spread import Spread, precondition_row, spread
+from ._theory2_common import paper_data
+from ._wu_common import _resumable
 from .base import ComparisonRow, RunContext
 
 MODEL_FILE = "model.safetensors"
@@ -75,7 +77,8 @@ def train_eval(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Sweep run function (top level, importable): train and report errors; see the module docstring.
 
     A diverged run is recorded (``status`` "diverged", errors of the last finite weights as measured), not
-    raised.
+    raised. With ``config["resume_every"]`` (paper scale) the training run is written to ``run_dir/train``
+    with resume points: the sweep started again after an interruption continues it (``resumable``).
     """
     data = load_data(config["data"])
     model = build_model(config["model"], data)
@@ -87,7 +90,7 @@ def train_eval(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         seed=int(config.get("seed", 0)),
         log_every=int(config.get("log_every", 50)),
         eval_test=False,
-        progress=False,
+        **_resumable(config, run_dir),
     )
     out = {
         "status": result.status,
@@ -102,6 +105,9 @@ def train_eval(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     if config.get("save"):
         save_checkpoint(model, Path(run_dir) / MODEL_FILE)
     return out
+
+
+train_eval.resumable = True  # type: ignore[attr-defined]  # the runner keeps its run directory
 
 
 def load_trained(config: dict[str, Any], run_dir: Path, data: Dataset) -> nn.Module:
@@ -341,6 +347,9 @@ def train_method(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return train_eval({**config, "model": model, "phases": phases}, run_dir)
 
 
+train_method.resumable = True  # type: ignore[attr-defined]
+
+
 @dataclass
 class MethodRuns:
     """Per-seed results of one method: test and train errors (fractions), seeds, run statuses."""
@@ -376,7 +385,7 @@ def compare_methods(
     base.update(
         replicas=setting.get("replicas", 3), protocol=setting.get("protocol", "small"), log_every=1000
     )
-    grid = {"method": list(methods), "seed": list(setting["seeds"])}
+    grid = {"seed": list(setting["seeds"]), "method": list(methods)}  # seed-major: one full seed first
     store = ctx.run_sweep(Sweep(base, grid, name=subdir), train_method, subdir=subdir)
     try:
         rows = store.table()
@@ -394,6 +403,15 @@ def compare_methods(
             [str(r["status"]) for r in done],
         )
     return out, data
+
+
+def resolve_setting(ctx: RunContext, setting: dict[str, Any]) -> dict[str, Any]:
+    """``setting`` with the user's choices applied: the data set (``reproduce --data`` at paper scale,
+    recorded by :meth:`RunContext.dataset_name`) and the seeds (``--seeds``, :meth:`RunContext.pick`)."""
+    out = {**setting, "data": paper_data(ctx, setting["data"])}
+    if "seeds" in setting:
+        out["seeds"] = ctx.pick("seeds", setting["seeds"])
+    return out
 
 
 def learned_row(runs: MethodRuns, name: str, classes: int) -> ComparisonRow:

@@ -40,6 +40,7 @@ from ..report.figures import new_figure, save_figure
 from ..training import load_checkpoint
 from ._chaudhari_common import check_data, train_model
 from ._spread import precondition_row
+from ._theory2_common import paper_data
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -180,6 +181,7 @@ class ChaudhariDiffusionRank(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SETTINGS[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         data = downsample(check_data(s["data"]), s["pool"])
         steps = s["steps"]
         phase = {"optimizer": "sgd", "lr": 0.1, "batch_size": s["batch"], "momentum": 0.9, "nesterov": True}
@@ -189,7 +191,9 @@ class ChaudhariDiffusionRank(Experiment):
         ]
         spec = {"name": "mlp", **s["model"], "seed": ctx.seed}
         run = ctx.out_dir / "run"
-        model = train_model(data, spec, phases, ctx.seed, out=run, checkpoint_every=steps // 5)
+        model = train_model(
+            data, spec, phases, ctx.seed, out=run, checkpoint_every=steps // 5, reuse_finished=True
+        )
         spectra = []
         for frac in FRACTIONS:
             net = copy.deepcopy(model)

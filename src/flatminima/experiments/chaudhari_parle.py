@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._chaudhari_common import MethodRuns, bar_figure, compare_methods, learned_row, method_rows
+from ._chaudhari_common import (
+    MethodRuns,
+    bar_figure,
+    compare_methods,
+    learned_row,
+    method_rows,
+    resolve_setting,
+)
 from ._spread import margin_row
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 from .chaudhari_entropy_sgd import SETTINGS as ENTROPY_SETTINGS
@@ -34,6 +41,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2],
         "replicas": 6,
         "protocol": "thesis-5.4",
+        "resume_every": 100,
     },
 }
 METHODS = ["Parle", "Elastic-SGD", "Entropy-SGD", "SGD"]
@@ -74,8 +82,10 @@ class ChaudhariParle(Experiment):
         "(our seeds)"
     )
 
+    axes = ("seeds",)
+
     def compute(self, ctx: RunContext) -> Findings:
-        s = SETTINGS[ctx.scale]
+        s = resolve_setting(ctx, SETTINGS[ctx.scale])
         res, data = compare_methods(ctx, s, METHODS, "runs")
         rows = parle_rows(res, len(data.test.x), data.num_classes)
         fig = bar_figure(

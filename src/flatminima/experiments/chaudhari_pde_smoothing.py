@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._chaudhari_common import MethodRuns, bar_figure, compare_methods, learned_row, method_rows
+from ._chaudhari_common import (
+    MethodRuns,
+    bar_figure,
+    compare_methods,
+    learned_row,
+    method_rows,
+    resolve_setting,
+)
 from ._spread import comparable_row
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 from .chaudhari_entropy_sgd import SETTINGS as ENTROPY_SETTINGS
@@ -32,6 +39,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "batch_size": 128,
         "seeds": [0, 1, 2],
         "protocol": "thesis-4.6",
+        "resume_every": 500,
     },
 }
 METHODS = ["Entropy-SGD", "HEAT", "HJ", "SGD"]
@@ -72,8 +80,10 @@ class ChaudhariPDESmoothing(Experiment):
         "at comparable effective epochs"
     )
 
+    axes = ("seeds",)
+
     def compute(self, ctx: RunContext) -> Findings:
-        s = SETTINGS[ctx.scale]
+        s = resolve_setting(ctx, SETTINGS[ctx.scale])
         res, data = compare_methods(ctx, s, METHODS, "runs")
         rows = pde_rows(res, len(data.test.x), data.num_classes)
         fig = bar_figure(

@@ -18,6 +18,7 @@ import math
 from ..landscape import compare_averaging
 from ..runner import Sweep, run_dir
 from ._chaudhari_common import bar_figure, check_data, load_trained, train_eval
+from ._theory2_common import paper_data
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SETTINGS = {
@@ -63,6 +64,7 @@ class ChaudhariWeightAveraging(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SETTINGS[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         data = check_data(s["data"])
         phase = {"optimizer": "sgd", "lr": 0.1, "batch_size": 32, "momentum": 0.9, "max_epochs": s["epochs"]}
         base = {

@@ -44,7 +44,7 @@ from torch import nn
 
 from ..landscape import branching, load_flat, plot_mds, sgd_train_fn, trajectory_mds
 from ._spread import gate, precondition_row
-from ._theory2_common import LOSS, build_model, check_data, load_data
+from ._theory2_common import LOSS, build_model, check_data, load_data, paper_data
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 TOL = 0.02
@@ -193,6 +193,7 @@ class Theory2MdsBranching(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         check_data(s["data"])
         ds = load_data(s["data"])
         x, labels = ds.train.x, ds.train.labels

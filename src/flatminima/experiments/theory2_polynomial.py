@@ -28,7 +28,14 @@ from ..models.activations import DEFAULT_HALF_WIDTH, relu_poly_fit
 from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
 from ._spread import comparable_row, gate, precondition_row, spread
-from ._theory2_common import check_data, collect, minimum_config, run_config, train_from_config
+from ._theory2_common import (
+    check_data,
+    collect,
+    minimum_config,
+    paper_data,
+    run_config,
+    train_from_config,
+)
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 DEGREE = 10
@@ -158,8 +165,11 @@ class Theory2Polynomial(Experiment):
         "replacing ReLU by its degree-10 polynomial approximation gives very similar training and test errors"
     )
 
+    axes = ("seeds",)
+
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"]), "seeds": ctx.pick("seeds", s["seeds"])}
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)
         sweep = Sweep(base, {"model.activation": list(ACTIVATIONS), "minimum": s["seeds"]}, name=self.name)

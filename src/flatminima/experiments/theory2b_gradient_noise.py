@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..noise import gradient_noise, plot_gradient_histograms
-from ._theory2_common import check_data, classifier_objective, run_config, train_from_config
+from ._theory2_common import check_data, classifier_objective, paper_data, run_config, train_from_config
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -122,6 +122,7 @@ class Theory2bGradientNoise(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         check_data(s["data"])
         config = run_config(s["data"], {**s["model"], "seed": ctx.seed}, s["train"], ctx.seed)
         model, ds, result = train_from_config(config)

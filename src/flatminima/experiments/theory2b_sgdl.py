@@ -27,7 +27,14 @@ from typing import Any
 from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
 from ._spread import comparable_row, precondition_row, sign_row, spread
-from ._theory2_common import check_data, collect, minimum_config, run_config, train_from_config
+from ._theory2_common import (
+    check_data,
+    collect,
+    minimum_config,
+    paper_data,
+    run_config,
+    train_from_config,
+)
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -143,8 +150,11 @@ class Theory2bSGDL(Experiment):
         "(within 2 x std of a run-to-run difference) and slightly lower (paired by seed)"
     )
 
+    axes = ("seeds",)
+
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"]), "seeds": ctx.pick("seeds", s["seeds"])}
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)
         base["noise"] = NOISE

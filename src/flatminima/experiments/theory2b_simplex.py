@@ -33,6 +33,7 @@ from ._theory2_common import (
     load_data,
     load_theta,
     minimum_config,
+    paper_data,
     run_config,
     save_theta,
     train_from_config,
@@ -50,7 +51,7 @@ LEVEL = 0.9
 def minimum_run(config: dict[str, Any], run_dir_: str) -> dict[str, Any]:
     """Sweep run: train one minimum (model seed = SGD seed = ``minimum``) and save its weights."""
     _, config = minimum_config(config)
-    model, _, result = train_from_config(config)
+    model, _, result = train_from_config(config, run_dir=run_dir_)
     save_theta(model, run_dir_)
     return {
         "status": result.status,
@@ -98,6 +99,9 @@ def simplex_rows(fractions: dict[str, float], vertex_acc: dict[str, list[float]]
     return rows
 
 
+minimum_run.resumable = True  # type: ignore[attr-defined]
+
+
 @register
 class Theory2bSimplex(Experiment):
     name = "theory2b-simplex"
@@ -107,8 +111,10 @@ class Theory2bSimplex(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)
+        base.update({k: s[k] for k in ("log_every", "resume_every") if k in s})
         sweep = Sweep(base, {"data.random_labels": [0.0, 1.0], "minimum": s["minima"]}, name=self.name)
         store = ctx.run_sweep(sweep, minimum_run)
         results = collect(store, sweep)

@@ -28,6 +28,7 @@ from ..generalization import fan_in_l1_norms, functional_margins, l2_norm
 from ..runner import Sweep, run_dir
 from ._chaudhari_common import bar_figure, check_data, load_data, load_trained, train_eval
 from ._spread import gate, precondition_row
+from ._theory2_common import paper_data
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SETTINGS = {
@@ -129,6 +130,9 @@ def margin_run(config: dict, run_dir: Path) -> dict:
     return train_eval(with_run(config), run_dir)
 
 
+margin_run.resumable = True  # type: ignore[attr-defined]
+
+
 @register
 class Theory3Margins(Experiment):
     name = "theory3-margins"
@@ -141,6 +145,7 @@ class Theory3Margins(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SETTINGS[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         check_data(s["data"])
         phase = {"optimizer": "adam", "lr": 0.005, "batch_size": 32, "max_epochs": s["epochs"]}
         base = {

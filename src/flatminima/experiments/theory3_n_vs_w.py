@@ -29,6 +29,7 @@ from typing import Any
 
 from ..report.figures import new_figure, save_figure
 from ._chaudhari_common import check_data, sweep_rows
+from ._theory2_common import paper_data
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -159,6 +160,7 @@ class Theory3NvsW(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SETTINGS[ctx.scale]
+        s = {**s, "data": paper_data(ctx, {"name": s["data"]})["name"]}
         data = check_data({"name": s["data"], "n_train": 2})
         chance = 1 - 1 / data.num_classes
         phase = {**s["sgd"], "optimizer": "sgd", "momentum": 0.9, "max_steps": s["steps"]}

@@ -36,7 +36,7 @@ from ..training import load_checkpoint, save_checkpoint, train
 from ._spread import Spread, precondition_row, spread
 from ._theory2_common import paper_data
 from ._wu_common import _resumable
-from .base import ComparisonRow, RunContext
+from .base import ComparisonRow, Findings, RunContext
 
 MODEL_FILE = "model.safetensors"
 
@@ -403,6 +403,46 @@ def compare_methods(
             [str(r["status"]) for r in done],
         )
     return out, data
+
+
+def versus_rows(
+    res: dict[str, MethodRuns],
+    pairs: Sequence[tuple[str, str]],
+    rule: Any,
+    paper: dict[str, Any],
+    n_test: int,
+) -> list[ComparisonRow]:
+    """One verdict row ``rule(A - B)`` (a :mod:`._spread` rule) per method pair ``(A, B)`` of ``pairs``, on
+    their per-seed test errors, floored at one test example; ``paper[A]`` is the thesis's cell."""
+    return [
+        rule(
+            f"{a} - {b} test error (pct. points)",
+            res[a].test_spread,
+            res[b].test_spread,
+            paper[a],
+            names=(a, b),
+            resolution=1.0 / n_test,
+        )
+        for a, b in pairs
+    ]
+
+
+def optimizer_table(
+    ctx: RunContext, setting: dict[str, Any], methods: Sequence[str], rows_fn: Any, title: str
+) -> Findings:
+    """The Findings of a thesis optimizer table: :func:`compare_methods`, the verdict rows
+    ``rows_fn(results, n_test, classes)``, a bar chart of the mean test errors and the per-seed results."""
+    res, data = compare_methods(ctx, setting, methods, "runs")
+    rows = rows_fn(res, len(data.test.x), data.num_classes)
+    fig = bar_figure(
+        ctx.out_dir / "errors.png",
+        list(methods),
+        [100 * res[m].test_spread.mean for m in methods],
+        "test error (%)",
+        title,
+    )
+    config = {"setting": setting, "results": {m: r.summary() for m, r in res.items()}}
+    return Findings(rows=rows, figures=[fig], config=config)
 
 
 def resolve_setting(ctx: RunContext, setting: dict[str, Any]) -> dict[str, Any]:

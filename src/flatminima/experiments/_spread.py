@@ -97,48 +97,40 @@ def _row(
     )
 
 
-def no_worse_row(
-    quantity: str,
-    a: Spread,
-    b: Spread,
-    paper: Any,
-    names: tuple[str, str] = ("A", "B"),
-    resolution: float = 0.0,
-    scale: float = 100.0,
-    unit: str = "pct. points",
-) -> ComparisonRow:
-    """Row "A comparable to or better than B" for a lower-is-better quantity: mean(A) - mean(B) <= tol."""
-    return _row(quantity, a, b, paper, names, resolution, scale, unit, "{d} <= {t}", lambda d, t: d <= t)
+def _rule(form: str, check: Any, doc: str) -> Any:
+    """A row function for the relation ``form`` ({d}: the difference of means, {t}: the tolerance)."""
+
+    def rule(
+        quantity: str,
+        a: Spread,
+        b: Spread,
+        paper: Any,
+        names: tuple[str, str] = ("A", "B"),
+        resolution: float = 0.0,
+        scale: float = 100.0,
+        unit: str = "pct. points",
+    ) -> ComparisonRow:
+        return _row(quantity, a, b, paper, names, resolution, scale, unit, form, check)
+
+    rule.__doc__ = doc
+    return rule
 
 
-def comparable_row(
-    quantity: str,
-    a: Spread,
-    b: Spread,
-    paper: Any,
-    names: tuple[str, str] = ("A", "B"),
-    resolution: float = 0.0,
-    scale: float = 100.0,
-    unit: str = "pct. points",
-) -> ComparisonRow:
-    """Row "A comparable to B" (two-sided): |mean(A) - mean(B)| <= tol."""
-    return _row(
-        quantity, a, b, paper, names, resolution, scale, unit, "|{d}| <= {t}", lambda d, t: abs(d) <= t
-    )
-
-
-def margin_row(
-    quantity: str,
-    a: Spread,
-    b: Spread,
-    paper: Any,
-    names: tuple[str, str] = ("A", "B"),
-    resolution: float = 0.0,
-    scale: float = 100.0,
-    unit: str = "pct. points",
-) -> ComparisonRow:
-    """Row "A exceeds B by more than the seed spread": mean(A) - mean(B) > tol."""
-    return _row(quantity, a, b, paper, names, resolution, scale, unit, "{d} > {t}", lambda d, t: d > t)
+no_worse_row = _rule(
+    "{d} <= {t}",
+    lambda d, t: d <= t,
+    """Row "A comparable to or better than B" for a lower-is-better quantity: mean(A) - mean(B) <= tol.""",
+)
+comparable_row = _rule(
+    "|{d}| <= {t}",
+    lambda d, t: abs(d) <= t,
+    """Row "A comparable to B" (two-sided): |mean(A) - mean(B)| <= tol.""",
+)
+margin_row = _rule(
+    "{d} > {t}",
+    lambda d, t: d > t,
+    """Row "A exceeds B by more than the seed spread": mean(A) - mean(B) > tol.""",
+)
 
 
 def sign_row(

@@ -28,6 +28,7 @@ from ._chaudhari_common import (
     learned_row,
     method_rows,
     resolve_setting,
+    versus_rows,
 )
 from ._spread import no_worse_row
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
@@ -81,18 +82,10 @@ def entropy_sgd_rows(
 ) -> list[ComparisonRow]:
     """The verdict rows of Table 3.1 from the per-seed test errors (pure function of the measurements);
     ``model`` picks the thesis's row (mnistfc, lenet; ``mlp``: both), ``prefix`` labels the rows."""
-    ent, base = res["Entropy-SGD"], res[BASELINE]
     paper = PAPER.get(model, PAPER["mlp"])
-    rows = [*method_rows(res, paper), learned_row(base, BASELINE, classes)]
-    rows.append(
-        no_worse_row(
-            "Entropy-SGD - Adam test error (pct. points)",
-            ent.test_spread,
-            base.test_spread,
-            paper["diff"],
-            names=("Entropy-SGD", BASELINE),
-            resolution=1.0 / n_test,
-        )
+    rows = [*method_rows(res, paper), learned_row(res[BASELINE], BASELINE, classes)]
+    rows += versus_rows(
+        res, [("Entropy-SGD", BASELINE)], no_worse_row, {"Entropy-SGD": paper["diff"]}, n_test
     )
     for r in rows:
         r.quantity = prefix + r.quantity

@@ -20,11 +20,11 @@ from typing import Any
 
 from ._chaudhari_common import (
     MethodRuns,
-    bar_figure,
-    compare_methods,
     learned_row,
     method_rows,
+    optimizer_table,
     resolve_setting,
+    versus_rows,
 )
 from ._spread import margin_row
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
@@ -56,20 +56,9 @@ PAPER_GAP = {"Elastic-SGD": 0.04, "Entropy-SGD": 0.05, "SGD": 0.06}
 
 def parle_rows(res: dict[str, MethodRuns], n_test: int, classes: int) -> list[ComparisonRow]:
     """The verdict rows of Table 5.1 from the per-seed test errors (pure function of the measurements)."""
-    parle = res["Parle"].test_spread
     rows = [*method_rows(res, PAPER), learned_row(res["SGD"], "SGD", classes)]
-    for m in METHODS[1:]:
-        rows.append(
-            margin_row(
-                f"{m} - Parle test error (pct. points)",
-                res[m].test_spread,
-                parle,
-                f"+{PAPER_GAP[m]:.2f}: Parle better",
-                names=(m, "Parle"),
-                resolution=1.0 / n_test,
-            )
-        )
-    return rows
+    paper = {m: f"+{g:.2f}: Parle better" for m, g in PAPER_GAP.items()}
+    return rows + versus_rows(res, [(m, "Parle") for m in METHODS[1:]], margin_row, paper, n_test)
 
 
 @register
@@ -86,14 +75,6 @@ class ChaudhariParle(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = resolve_setting(ctx, SETTINGS[ctx.scale])
-        res, data = compare_methods(ctx, s, METHODS, "runs")
-        rows = parle_rows(res, len(data.test.x), data.num_classes)
-        fig = bar_figure(
-            ctx.out_dir / "errors.png",
-            METHODS,
-            [100 * res[m].test_spread.mean for m in METHODS],
-            "test error (%)",
-            f"Parle vs baselines (n = {s['replicas']} replicas)",
+        return optimizer_table(
+            ctx, s, METHODS, parle_rows, f"Parle vs baselines (n = {s['replicas']} replicas)"
         )
-        config = {"setting": s, "results": {m: r.summary() for m, r in res.items()}}
-        return Findings(rows=rows, figures=[fig], config=config)

@@ -19,11 +19,11 @@ from typing import Any
 
 from ._chaudhari_common import (
     MethodRuns,
-    bar_figure,
-    compare_methods,
     learned_row,
     method_rows,
+    optimizer_table,
     resolve_setting,
+    versus_rows,
 )
 from ._spread import comparable_row
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
@@ -54,20 +54,9 @@ PAPER_DIFF = {"Entropy-SGD": -0.02, "HEAT": 0.03, "HJ": 0.07}
 
 def pde_rows(res: dict[str, MethodRuns], n_test: int, classes: int) -> list[ComparisonRow]:
     """The verdict rows of Table 4.1 from the per-seed test errors (pure function of the measurements)."""
-    sgd = res["SGD"].test_spread
     rows = [*method_rows(res, PAPER), learned_row(res["SGD"], "SGD", classes)]
-    for m in METHODS[:-1]:
-        rows.append(
-            comparable_row(
-                f"{m} - SGD test error (pct. points)",
-                res[m].test_spread,
-                sgd,
-                f"{PAPER_DIFF[m]:+.2f}: comparable",
-                names=(m, "SGD"),
-                resolution=1.0 / n_test,
-            )
-        )
-    return rows
+    paper = {m: f"{d:+.2f}: comparable" for m, d in PAPER_DIFF.items()}
+    return rows + versus_rows(res, [(m, "SGD") for m in METHODS[:-1]], comparable_row, paper, n_test)
 
 
 @register
@@ -84,14 +73,4 @@ class ChaudhariPDESmoothing(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = resolve_setting(ctx, SETTINGS[ctx.scale])
-        res, data = compare_methods(ctx, s, METHODS, "runs")
-        rows = pde_rows(res, len(data.test.x), data.num_classes)
-        fig = bar_figure(
-            ctx.out_dir / "errors.png",
-            METHODS,
-            [100 * res[m].test_spread.mean for m in METHODS],
-            "test error (%)",
-            "PDE smoothing (equal effective epochs)",
-        )
-        config = {"setting": s, "results": {m: r.summary() for m, r in res.items()}}
-        return Findings(rows=rows, figures=[fig], config=config)
+        return optimizer_table(ctx, s, METHODS, pde_rows, "PDE smoothing (equal effective epochs)")

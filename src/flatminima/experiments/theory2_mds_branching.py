@@ -145,7 +145,7 @@ def basin_rows(
             "the end points are minima",
             [round(e, 4) for e in end_errors],
             "zero classification error",
-            f"final training errors <= {MINIMUM_ERROR}",
+            f"final training errors <= {MINIMUM_ERROR} (ours; the paper: zero)",
             ok,
         )
     ]
@@ -154,7 +154,7 @@ def basin_rows(
             f"{kind} branches (s > 0): max excess error of the average",
             round(max(excess[kind]), 4),
             "stays in basin" if kind == "perturbed" else "average error ~ mean of end points",
-            f"<= {TOL}",
+            f"<= {TOL} (ours)",
             max(excess[kind]) <= TOL,
         )
         for kind in ("perturbed", "parallel")

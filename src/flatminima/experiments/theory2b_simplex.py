@@ -68,7 +68,7 @@ def simplex_rows(fractions: dict[str, float], vertex_acc: dict[str, list[float]]
             f"every vertex is a minimum (train accuracy >= {LEVEL})",
             {k: round(min(v), 3) if v else None for k, v in vertex_acc.items()},
             "~1 (global minima)",
-            f"min vertex accuracy >= {LEVEL} (natural and random)",
+            f"min vertex accuracy >= {LEVEL} (the measured level; natural and random)",
             ok,
         )
     ]

@@ -104,7 +104,7 @@ def margin_rows(stats: dict[str, dict[str, float]], train_err: dict[str, float])
             "every run fits its training set",
             [round(e, 3) for e in train_err.values()],
             "0 (100 % train)",
-            f"training error <= {MAX_TRAIN_ERROR}",
+            f"training error <= {MAX_TRAIN_ERROR} (ours)",
             ok,
         )
     )

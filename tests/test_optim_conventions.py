@@ -29,6 +29,8 @@ NOISY: dict[str, dict] = {
     "trivialized-sgd": dict(lr=0.05, J=0.1, tau0=5.0, seed=3),
     "parle": dict(lr=0.1, n_replicas=2, L=2, gamma=2.0, rho=0.5, temperature=1e-2, momentum=0.5, seed=3),
     "elastic-sgd": dict(lr=0.1, n_replicas=2, rho=0.5, momentum=0.5),
+    "sam": dict(lr=0.1, rho=0.05, momentum=0.5),
+    "asam": dict(lr=0.1, rho=0.5, momentum=0.5),
 }
 # those that draw noise at every step (trivialized-sgd draws its field once, into the optimizer state)
 DRAWS_EVERY_STEP = ("sgdl", "sgld", "entropy-sgd", "entropy-adam", "heat-sgd", "parle")

@@ -34,6 +34,7 @@ def interrupt_later(db, delay):
     os.kill(os.getpid(), signal.SIGINT)
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job may inherit SIGINT ignored
     start = time.monotonic()
     db = Path(sys.argv[1]) / "results.sqlite"
     threading.Thread(target=interrupt_later, args=(db, float(sys.argv[2])), daemon=True).start()

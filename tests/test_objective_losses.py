@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from flatminima import ConfigError, Objective
+from flatminima._threads import torch_threads
 from flatminima.objective import per_example_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one intra-op thread (two spin on OpenMP hand-offs on a busy 2-core machine)."""
+    with torch_threads(1):
+        yield
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

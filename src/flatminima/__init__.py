@@ -33,7 +33,14 @@ from .curvature import (
     spectral_density,
     spectrum_summary,
 )
-from .errors import CheckpointError, ConfigError, DataNotFoundError, FlatminimaError, UnknownNameError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataNotFoundError,
+    FlatminimaError,
+    UnknownNameError,
+    UnsupportedOperationError,
+)
 from .estimate import Estimate
 from .landscape import flatness_radius
 from .objective import Objective
@@ -62,6 +69,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "UnknownNameError",
+    "UnsupportedOperationError",
     "curvature",
     "data",
     "experiments",

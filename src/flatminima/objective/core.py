@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -29,13 +30,28 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..errors import ConfigError
-from .context import measurement_mode
-from .data import LoaderSource, TensorSource, map_tensors
+from .context import explain_unsupported, measurement_mode, note_attention
+from .data import LoaderSource, TensorSource, map_tensors, select
 from .losses import LossFn, _cross_entropy, _mse, loss_name, per_example_loss
 
 BNMode = Literal["eval", "train"]
 
 __all__ = ["BNMode", "Objective"]
+
+
+def _explained(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an autograd failure for an op without the needed derivative into a clear UnsupportedOperationError
+    naming the op and the module (see ``context.py``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Objective, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (RuntimeError, NotImplementedError) as err:
+            explain_unsupported(err, self.model, self._one_example_forward)
+            raise
+
+    return wrapper
 
 
 class Objective:
@@ -141,6 +157,7 @@ class Objective:
             raise ConfigError("the parameters contain NaN or inf (a diverged run?): nothing to measure")
         self._graph_cache: tuple[Tensor, Tensor, Tensor] | None = None
         self._forward_ad = True  # cleared when the model has an op without a forward-mode derivative
+        note_attention(model)
 
     def _to_device(self, t: Tensor) -> Tensor:
         """A data tensor on the objective's device; floating tensors in its dtype, others as they are."""
@@ -312,6 +329,12 @@ class Objective:
             return losses
         return self._loss(*self._outputs_targets(theta, x, y))
 
+    def _one_example_forward(self) -> Any:
+        """One forward pass on the first example (for diagnosing a failed product)."""
+        for x, _ in self.chunks():
+            return self._call(self.theta, select(x, slice(0, 1)))
+        return None
+
     def _chunk_sum(self, theta: Tensor, x: Any, y: Any) -> Tensor:
         return self.losses_fn(theta, x, y).sum() / self.n
 
@@ -344,6 +367,7 @@ class Objective:
         """I(theta) = (1/n) sum_i l_i(theta)."""
         return float(self._allreduce(self.losses(theta).sum()) / self.n)
 
+    @_explained
     def grad(self, theta: Tensor | None = None) -> Tensor:
         """Full gradient (1/n) sum_i grad l_i(theta), shape ``[p]``."""
         theta = self.theta if theta is None else self._check_vec(theta)
@@ -362,6 +386,7 @@ class Objective:
         v = self._check_vec(v)
         return self.hvp_block(v.unsqueeze(1), theta)[:, 0]
 
+    @_explained
     def hvp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
         """Block Hessian product H V for V of shape ``[p, b]`` (b vectors as columns), shape ``[p, b]``.
 
@@ -473,6 +498,7 @@ class Objective:
         v = self._check_vec(v)
         return self.ggn_vp_block(v.unsqueeze(1), theta)[:, 0]
 
+    @_explained
     def ggn_vp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
         """Block Gauss-Newton product G V for V of shape ``[p, b]``, shape ``[p, b]``.
 
@@ -490,6 +516,7 @@ class Objective:
         return self._allreduce(out)
 
     # ------------------------------------------------------------------ per-example quantities
+    @_explained
     def per_example_grads(self, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:
         """Per-example gradients grad l_i for the examples ``(x, y)``, shape ``[m, p]`` (vmap).
 
@@ -499,6 +526,7 @@ class Objective:
         theta = self.theta if theta is None else self._check_vec(theta)
         return vmap(grad(self._single_loss), in_dims=(None, 0, _dim(y)))(theta, x, y)
 
+    @_explained
     def per_example_hvp(self, v: Tensor, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:
         """Per-example Hessian-vector products H_i v_i, shape ``[m, p]``.
 

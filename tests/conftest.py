@@ -12,6 +12,12 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_system_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see no system-installed data sets (/usr/share/datasets): they pass alike with or without them."""
+    monkeypatch.setenv("FLATMINIMA_SYSTEM_DATA", "")
+
+
 @pytest.fixture
 def tiny_mlp() -> nn.Module:
     torch.manual_seed(1)

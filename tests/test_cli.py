@@ -116,7 +116,7 @@ def test_refuses_to_overwrite_a_directory_that_is_not_a_run(tmp_path, capsys):
     other.mkdir()
     (other / "thesis.tex").write_text("x")
     code, _, stderr = _run(["train", str(_config(tmp_path, TINY)), "--out", str(other)], capsys)
-    assert code == 2 and "not a run directory" in stderr
+    assert code == 2 and "not a flatminima run directory" in stderr
     assert sorted(p.name for p in other.iterdir()) == ["thesis.tex"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import pickle
 import random
 import struct
@@ -48,11 +49,25 @@ def make_idx_set(directory: Path, compress: bool, seed: int = 0) -> dict[str, np
     return arrays
 
 
+def content_md5(path: Path) -> str:
+    """MD5 of a file's content, gunzipped first when it is a .gz file (as the published checksums are)."""
+    raw = path.read_bytes()
+    return hashlib.md5(gzip.decompress(raw) if path.suffix == ".gz" else raw).hexdigest()
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_idx_round_trip(tmp_path: Path, compress: bool) -> None:
     arrays = make_idx_set(tmp_path / "FashionMNIST" / "raw", compress)
-    ds = data.load("fashion-mnist", root=tmp_path, targets="index")
+    ds = data.load("fashion-mnist", root=tmp_path, targets="index", verify=False)
     assert ds.input_shape == (1, 6, 5) and ds.num_classes == 10 and ds.name == "fashion-mnist"
+    # Not the official files: loaded only because verify=False, and the provenance says so.
+    prov = ds.provenance
+    assert prov["verified"] is False and prov["verify"] is False and prov["name"] == "fashion-mnist"
+    assert prov["directory"] == str((tmp_path / "FashionMNIST" / "raw").absolute())
+    suffix = ".gz" if compress else ""
+    assert prov["files"] == {
+        n + suffix: content_md5(tmp_path / "FashionMNIST" / "raw" / (n + suffix)) for n in IDX_NAMES
+    }
     assert ds.train.x.dtype == torch.float32 and ds.train.labels.dtype == torch.int64
     expected = (arrays["x"][:, None] / np.float32(255)).astype(np.float32)
     np.testing.assert_array_equal(ds.train.x.numpy(), expected)
@@ -65,15 +80,17 @@ def test_idx_round_trip(tmp_path: Path, compress: bool) -> None:
 def test_idx_found_via_env_and_root_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arrays = make_idx_set(tmp_path / "mnist", compress=True, seed=1)
     monkeypatch.setenv("FLATMINIMA_DATA", str(tmp_path))
-    ds = data.load("mnist")
+    ds = data.load("mnist", verify=False)
     np.testing.assert_array_equal(ds.train.labels.numpy(), arrays["y"])
 
 
 def test_corrupt_idx_is_a_config_error(tmp_path: Path) -> None:
     make_idx_set(tmp_path, compress=False)
     (tmp_path / IDX_NAMES[0]).write_bytes(b"\x00\x00\x08\x03" + struct.pack(">3I", 12, 6, 5) + b"\x01" * 10)
-    with pytest.raises(ConfigError, match="truncated or corrupt"):
-        data.load("mnist", root=tmp_path)
+    for verify in (True, False):  # the structural error, not just "checksum mismatch", either way
+        with pytest.raises(ConfigError, match="truncated or corrupt") as info:
+            data.load("mnist", root=tmp_path, verify=verify)
+        assert IDX_NAMES[0] in str(info.value)
 
 
 def write_cifar(directory: Path, n_per_batch: int = 3) -> tuple[np.ndarray, ...]:
@@ -93,7 +110,8 @@ def write_cifar(directory: Path, n_per_batch: int = 3) -> tuple[np.ndarray, ...]
 
 def test_cifar_round_trip(tmp_path: Path) -> None:
     x, y, xt, yt = write_cifar(tmp_path / "cifar-10-batches-py")
-    ds = data.load("cifar10", root=tmp_path)
+    ds = data.load("cifar10", root=tmp_path, verify=False)
+    assert ds.provenance["verified"] is False and len(ds.provenance["files"]) == 6
     assert ds.input_shape == (3, 32, 32) and len(ds.train) == 15 and len(ds.test) == 3
     # Row layout: the red plane (1024 values, row-major 32x32), then green, then blue.
     for i in (0, 7, 14):
@@ -117,6 +135,9 @@ def test_missing_files_message_names_files_and_directories(tmp_path: Path) -> No
     with pytest.raises(DataNotFoundError) as info:
         data.load("mnist", root=tmp_path)
     assert all(n in str(info.value) for n in IDX_NAMES) and str(tmp_path / "MNIST" / "raw") in str(info.value)
+    assert "make data" not in str(info.value)  # MNIST is never installed automatically
+    with pytest.raises(DataNotFoundError, match="make data"):
+        data.load("fashion-mnist", root=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +269,7 @@ def test_mnist1d_generated_locally_and_reproducible() -> None:
     assert torch.bincount(ds.train.labels, minlength=10).min() > 300
     again = data.load("mnist1d", n_train=100)
     torch.testing.assert_close(again.train.x, ds.train.x[:100])
+    assert again.provenance["generator"]["data_seed"] == 42 and again.provenance["source"] == "embedded"
 
 
 def test_teacher_classification_and_regression() -> None:

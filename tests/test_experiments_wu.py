@@ -170,3 +170,70 @@ def test_paper_scale_without_files_fails_before_work(
         get(name).run("paper", tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "result.json").exists()
     assert not list((tmp_path / "out").rglob("*.safetensors"))
+
+
+# ----------------------------------------------------------------------------------------------- verdicts
+def _stat(a: float, status: str = "converged", loss: float = 5e-5) -> dict:
+    return {"a": a, "status": status, "train_loss": loss, "steps": 100, "test_acc": 0.8}
+
+
+def test_sharpness_rows_pass_the_papers_numbers_and_fail_wrong_ones() -> None:
+    from flatminima.experiments.wu2018_sharpness_vs_lr import PAPER_TABLE2, sharpness_rows
+
+    paper = {lr: _stat(pair[0]) for lr, pair in PAPER_TABLE2.items()}  # Table 2's own FashionMNIST column
+    rows = sharpness_rows("FashionMNIST", paper, 0, True, 1e-4)
+    assert rows and all(r.holds for r in rows if r.holds is not None)
+    assert {r.quantity for r in rows if "/ (2/eta)" in r.quantity} == {
+        f"FashionMNIST: a / (2/eta) at eta={lr:g}" for lr in PAPER_TABLE2 if lr >= 0.05
+    }
+    wrong = {**paper, 0.5: _stat(4.5)}  # above 2/eta = 4 by 12 %
+    assert [r.holds for r in sharpness_rows("F", wrong, 0, True, 1e-4) if "0.5" in r.quantity] == [
+        False,
+        False,
+    ]
+    flat = {**paper, 0.1: _stat(15.0)}  # below the bound but 25 % away from it: not "close to 2/eta"
+    assert [r.holds for r in sharpness_rows("F", flat, 0, True, 1e-4) if "eta=0.1" in r.quantity] == [
+        True,
+        False,
+    ]
+    diverged = {**paper, 5.0: _stat(math.nan, "diverged")}  # the paper's GD converged at eta = 5
+    assert [r.holds for r in sharpness_rows("F", diverged, 0, True, 1e-4) if "eta=5" in r.quantity] == [False]
+    cifar = {
+        lr: _stat(pair[1]) if pair[1] else _stat(math.nan, "diverged") for lr, pair in PAPER_TABLE2.items()
+    }
+    rows = sharpness_rows("CIFAR10", cifar, 1, True, 1e-4)  # '-' where the paper's GD diverged agrees
+    assert all(r.holds for r in rows if "eta=1" in r.quantity or "eta=5" in r.quantity)
+    budget = {**paper, 0.1: _stat(19.6, "budget", 3e-3)}  # not a minimum: never judged
+    row = next(r for r in sharpness_rows("F", budget, 0, True, 1e-4) if "eta=0.1" in r.quantity)
+    assert row.holds is None and "not a minimum" in row.relation
+
+
+def test_escape_rows_check_the_prediction_and_the_papers_outcome() -> None:
+    from flatminima.experiments.wu2018_escape import outcome_rows
+
+    def run(key: str, set_name: str, stable: bool, escaped: bool) -> dict:
+        return {"key": key, "set": set_name, "label": key, "predicted_stable": stable, "escaped": escaped,
+                "reason": "x"}  # fmt: skip
+
+    assert [r.holds for r in outcome_rows(run("sgd-4", "clean", False, True))] == [True, True]
+    assert [r.holds for r in outcome_rows(run("sgd-large", "corrupted", True, False))] == [True, True]
+    # a wrong result: B = 100 escaped on the corrupted set although eq. 8 said stable and the paper says stays
+    assert [r.holds for r in outcome_rows(run("sgd-large", "corrupted", True, True))] == [False, False]
+    # prediction and outcome agree, but the paper's GD at 3-5 eta0 escapes: the second verdict catches it
+    assert [r.holds for r in outcome_rows(run("gd", "clean", True, False))] == [True, False]
+    assert outcome_rows(run("sgd-large", "clean", True, False))[1].holds is None  # the paper is silent
+
+
+def test_identical_paper_trainings_share_one_cached_run(tmp_path: Path) -> None:
+    from flatminima.experiments._wu_common import _resumable
+
+    base = {"data": {"name": "fashion-mnist", "n_train": 1000}, "model": {"name": "wu-fnn"}, "seed": 0,
+            "resume_every": 500, "train_cache": str(tmp_path)}  # fmt: skip
+    phase = {"optimizer": "gd", "lr": 0.1, "max_steps": 10, "log_every": 100}
+    table2 = _resumable({**base, "measure_s": False}, tmp_path / "a", phase)
+    table3 = _resumable({**base, "measure_s": True, "save": True}, tmp_path / "b", phase)
+    assert table2["out"] == table3["out"] and table2["out"].parent == tmp_path and table2["reuse_finished"]
+    for other in ({**phase, "lr": 0.5}, {**phase, "log_every": 25}):
+        assert _resumable(base, tmp_path / "a", other)["out"] != table2["out"]
+    assert _resumable({**base, "seed": 1}, tmp_path / "a", phase)["out"] != table2["out"]
+    assert _resumable({"seed": 0}, tmp_path / "a", phase) == {"progress": False}  # below paper scale

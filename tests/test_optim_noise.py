@@ -48,14 +48,21 @@ def test_ahead_draws_equal_synchronous_draws(with_then: bool) -> None:
 
 
 @pytest.mark.usefixtures("cores")
-def test_early_stop_waits_for_the_draw_in_flight() -> None:
-    _, state_two = _draws(0, 2)
+def test_early_stop_gives_back_the_draw_in_flight() -> None:
+    """A loop that stops early leaves the generator as if only the draws handed out had been made (the one
+    drawn ahead is given back), so a state_dict saved afterwards resumes exactly."""
+    sync, state_one = _draws(0, 1)
     g = torch.Generator().manual_seed(11)
     noise = GaussianNoise(_tensors(), g, ahead=5)
-    noise.next()
-    noise.close()  # one draw consumed, the second was in flight and is finished, no third started
+    first = [t.clone() for t in noise.next()]
+    noise.close()  # one draw consumed, the second was in flight: finished, then given back
     assert noise._future is None
-    assert torch.equal(g.get_state(), state_two)
+    assert torch.equal(g.get_state(), state_one)
+    assert all(torch.equal(a, b) for a, b in zip(first, sync[0], strict=True))
+    with GaussianNoise(_tensors(), g, ahead=3) as again:  # continues with the second draw of a plain run
+        second = again.next()
+    sync_two, _ = _draws(0, 2)
+    assert all(torch.equal(a, b) for a, b in zip(second, sync_two[1], strict=True))
 
 
 @pytest.mark.usefixtures("cores")

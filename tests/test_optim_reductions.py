@@ -41,17 +41,22 @@ class Stream:
         return loss
 
 
+def step_once(opt: torch.optim.Optimizer, stream: Stream) -> None:
+    """One step: ``step(closure)`` for optimizers that need one, else backward then ``step()``."""
+    if getattr(opt, "needs_closure", False):
+        opt.step(stream)
+    else:
+        opt.zero_grad()
+        stream()
+        opt.step()
+
+
 def _run(make_opt, steps: int = 6) -> list[torch.Tensor]:
     model = _model()
-    opt, stream = make_opt(model.parameters()), None
+    opt = make_opt(model.parameters())
     stream = Stream(model)
     for _ in range(steps):
-        if getattr(opt, "needs_closure", False):
-            opt.step(stream)
-        else:
-            opt.zero_grad()
-            stream()
-            opt.step()
+        step_once(opt, stream)
     return [p.detach().clone() for p in model.parameters()]
 
 

@@ -269,13 +269,20 @@ def test_run_directory_layout_metrics_and_checkpoints(tmp_path):
     assert result.out_dir == out
     assert _files_next_to(out) == ["run"]  # no temporary directory left behind
     assert sorted(p.name for p in out.iterdir()) == [
+        ".flatminima-run",
         "checkpoints",
         "config.yaml",
         "metrics.sqlite",
         "summary.json",
     ]
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert names == ["final.safetensors", "step-0.safetensors", "step-3.safetensors", "step-6.safetensors"]
+    assert names == [
+        "final.optim.pt",
+        "final.safetensors",
+        "step-0.safetensors",
+        "step-3.safetensors",
+        "step-6.safetensors",
+    ]
     rows = read_metrics(out)
     with sqlite3.connect(out / "metrics.sqlite") as conn:
         columns = [r[1] for r in conn.execute("PRAGMA table_info(metrics)")]
@@ -296,24 +303,34 @@ def test_run_directory_layout_metrics_and_checkpoints(tmp_path):
     assert summary["final"]["train_loss"] == pytest.approx(result.final["train_loss"])
 
 
-def test_rerun_replaces_a_run_directory_but_never_another_directory(tmp_path):
+def test_rerun_replaces_a_run_directory_only_with_overwrite_and_never_another_directory(tmp_path):
     model, x, y = _linear_problem()
     phase = [{"optimizer": "gd", "lr": 0.1, "max_steps": 2}]
     out = tmp_path / "run"
     train(model, (x, y), phase, out=out)
     two = [{"optimizer": "gd", "lr": 0.1, "max_steps": 3}, {"optimizer": "sgd", "lr": 0.1, "max_steps": 1}]
-    train(model, (x, y), two, out=out)
+    with pytest.raises(ConfigError, match="finished flatminima run; pass --overwrite"):
+        train(model, (x, y), two, out=out)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2
+    train(model, (x, y), two, out=out, overwrite=True)
     assert json.loads((out / "summary.json").read_text())["steps"] == 4
     # the end of the first phase is kept (the minimum before an escape phase)
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert kept == ["final.safetensors", "step-3.safetensors"]
+    assert kept == ["final.optim.pt", "final.safetensors", "step-3.safetensors"]
     assert _files_next_to(out) == ["run"]
     other = tmp_path / "precious"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(ConfigError, match="not a run directory"):
-        train(model, (x, y), phase, out=other)
-    assert (other / "notes.txt").read_text() == "keep me"
+    (other / "config.yaml").write_text("a user's own config")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match="not a flatminima run directory"):
+            train(model, (x, y), phase, out=other, overwrite=overwrite)
+    assert sorted(p.name for p in other.iterdir()) == ["config.yaml", "notes.txt"]
+    # a run the user added files to is not replaced either
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="other files added"):
+        train(model, (x, y), phase, out=out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and _files_next_to(out) == ["precious", "run"]
 
 
 def test_bad_input_is_rejected_before_anything_is_written(tmp_path):

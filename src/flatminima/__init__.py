@@ -15,6 +15,7 @@ from . import curvature, data, generalization, landscape, models, noise, optim, 
 from .config import Phase, TrainConfig, load_config, train_from_config
 from .curvature import (
     Density,
+    EigenvalueResult,
     GGNOperator,
     HessianOperator,
     SharpnessProbe,
@@ -36,6 +37,7 @@ from .curvature import (
 from .errors import (
     CheckpointError,
     ConfigError,
+    ConvergenceWarning,
     DataNotFoundError,
     FlatminimaError,
     UnknownNameError,
@@ -51,8 +53,10 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ConvergenceWarning",
     "DataNotFoundError",
     "Density",
+    "EigenvalueResult",
     "Estimate",
     "FlatminimaError",
     "GGNOperator",
@@ -88,6 +92,7 @@ __all__ = [
     "non_uniformity",
     "optim",
     "plot_density",
+    "plot_run",
     "power_iteration",
     "report",
     "runner",
@@ -104,4 +109,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name == "experiments":
         return importlib.import_module(".experiments", __name__)
+    if name == "plot_run":  # matplotlib is loaded on first use, not by ``import flatminima``
+        return importlib.import_module(".report.run_plots", __name__).plot_run
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

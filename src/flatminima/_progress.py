@@ -38,11 +38,25 @@ class _Bar:
             self._progress.update(self._task, description=description, completed=completed)
 
 
+_ACTIVE: list[Progress] = []  # the live display, when a bar is shown: nested bars become its extra rows
+
+
 @contextmanager
 def progress_bar(total: float | None, description: str, enabled: bool | None = None) -> Iterator[_Bar]:
-    """``with progress_bar(100, "lanczos") as bar: ... bar.advance()`` — a no-op when disabled."""
+    """``with progress_bar(100, "lanczos") as bar: ... bar.advance()`` — a no-op when disabled.
+
+    A bar opened while another is shown (a training run inside a sweep) is added as a row of the same display
+    and removed when it ends (rich allows one live display at a time)."""
     if not (progress_enabled() if enabled is None else enabled):
         yield _Bar(None, None)
+        return
+    if _ACTIVE:
+        outer = _ACTIVE[-1]
+        task = outer.add_task(description, total=total)
+        try:
+            yield _Bar(outer, task)
+        finally:
+            outer.remove_task(task)
         return
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -52,4 +66,8 @@ def progress_bar(total: float | None, description: str, enabled: bool | None = N
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=True) as progress:
-        yield _Bar(progress, progress.add_task(description, total=total))
+        _ACTIVE.append(progress)
+        try:
+            yield _Bar(progress, progress.add_task(description, total=total))
+        finally:
+            _ACTIVE.pop()

@@ -12,6 +12,14 @@ Decisions where the papers are silent:
 * ``data.seed`` defaults to the run's ``seed`` (subset choice, label noise), so one number fixes a run.
 * A phase must bound its length with ``max_steps`` or ``max_epochs``: ``stop_loss`` alone may never be
   reached.
+
+Hostile or mistaken files: the YAML is read with a safe loader that refuses duplicated keys, files over
+``MAX_CONFIG_BYTES`` and documents that expand (through anchors and aliases) to more than ``MAX_CONFIG_NODES``
+nodes, before anything is validated; a rejected value is quoted at most ~80 characters long
+(:func:`flatminima._validate.short`). Every float setting must be finite (``lr: .inf`` is an error), seeds
+lie in ``[0, 2**63 - 1]``, and :func:`model_from_config` estimates the model's parameter memory (the model
+built on the ``meta`` device, which allocates nothing) and refuses a model whose weights and gradients would
+not fit in this machine's memory.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ._validate import SEED_MAX, check_memory, check_seed, format_bytes, short
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,12 +56,14 @@ __all__ = [
 ]
 
 Sampling = Literal["without_replacement", "with_replacement"]
+MAX_CONFIG_BYTES = 2**20  # a run configuration is a few hundred bytes
+MAX_CONFIG_NODES = 100_000  # nodes after expanding aliases (a billion-laughs file has ~10^9)
 
 
 class _Strict(BaseModel):
     """Unknown keys rejected; constructing with bad values raises a one-line :class:`ConfigError`."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -68,6 +79,13 @@ class _FieldError(ConfigError):
     def __init__(self, loc: str, text: str) -> None:
         super().__init__(f"{loc}: {text}" if loc else text)
         self.loc, self.text = loc, text
+
+
+def _seed_value(value: Any) -> Any:
+    """A float seed beyond the bounds (YAML ``1.0e+23``) gets the bounds' message, not an int-parsing one."""
+    if isinstance(value, float) and not 0 <= value <= SEED_MAX:
+        raise ValueError(f"must be an integer in [0, {SEED_MAX}] (got {short(value)})")
+    return value
 
 
 class Phase(_Strict):
@@ -124,9 +142,12 @@ class DataConfig(_Strict):
     random_labels: float = Field(default=0.0, ge=0, le=1)
     extra_random: int = Field(default=0, ge=0)
     targets: Literal["onehot", "index"] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=SEED_MAX)
     root: str | None = None
+    verify: bool = True  # False: accept files that do not match the official checksums (recorded)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    _seed = field_validator("seed", mode="before")(_seed_value)
 
 
 class ModelConfig(_Strict):
@@ -142,16 +163,19 @@ class ModelConfig(_Strict):
 class TrainConfig(_Strict):
     """A whole run: ``fm.train_from_config(load_config("run.yaml"), out="runs/x")``."""
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     data: DataConfig
     model: ModelConfig
     loss: Literal["mse", "cross_entropy"] = "mse"
     phases: list[Phase] = Field(min_length=1)
     log_every: int = Field(default=10, ge=1)
     checkpoint_every: int | None = Field(default=None, ge=1)
+    resume_every: int | None = Field(default=None, ge=1)
     eval_test: bool = True
     dtype: Literal["float32", "float64"] = "float32"
     diverge_factor: float = Field(default=1e6, gt=1)
+
+    _seed = field_validator("seed", mode="before")(_seed_value)
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -190,17 +214,19 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     comparisons = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in comparisons:
         value = next(iter(ctx.values()))
-        bound = f"{value:g}" if isinstance(value, (int, float)) else value
-        return f"must be {comparisons[kind]} {bound} (got {error.get('input')!r})"
+        bound = value if isinstance(value, int) else f"{value:g}" if isinstance(value, float) else value
+        return f"must be {comparisons[kind]} {bound} (got {short(error.get('input'))})"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')} (got {error.get('input')!r})"
+        return f"must be one of {ctx.get('expected')} (got {short(error.get('input'))})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {short(error.get('input'))})"
     if kind == "too_short":
         return "must not be empty"
     text = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         text = text.removeprefix(prefix)
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        text = f"{text[:1].lower()}{text[1:]} (got {error.get('input')!r})"
+    if kind.endswith(("_type", "_parsing", "_size")):
+        text = f"{text[:1].lower()}{text[1:]} (got {short(error.get('input'))})"
     return text
 
 
@@ -238,13 +264,85 @@ def _one_line(exc: ValidationError, model: type[BaseModel], where: str = "", at:
     return f"{head}: {text}" if head else text
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a YAML run configuration (``yaml.safe_load``)."""
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML forbids it; PyYAML keeps the
+    last silently). Merge keys (``<<: *base``) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base constructor reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicated key {short(key)}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Number of nodes of the document with every alias expanded, counted without expanding (memoized on the
+    node graph); stops counting above ``limit``. ConfigError for an alias inside its own anchor."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"line {node.start_mark.line + 1}: an alias refers to a value that contains it")
+        total = 1
+        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
+            active.add(key)
+            children = (
+                node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+            )
+            for child in children:
+                total += size(child)
+                if total > limit:
+                    break
+            active.discard(key)
+        sizes[key] = min(total, limit + 1)
+        return sizes[key]
+
+    return size(root)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document at ``path``, read safely (see the module docstring); ConfigError on any problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {format_bytes(path.stat().st_size)} is too large for a run configuration "
+            f"(at most {format_bytes(MAX_CONFIG_BYTES)})"
+        )
     try:
-        raw = yaml.safe_load(path.read_text())
+        loader = _Loader(path.read_text())
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            try:
+                nodes = _expanded_size(node, MAX_CONFIG_NODES)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            if nodes > MAX_CONFIG_NODES:
+                raise ConfigError(
+                    f"{path}: the document expands (through anchors and aliases) to more than "
+                    f"{MAX_CONFIG_NODES} values; a run configuration needs a few dozen"
+                )
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -252,6 +350,14 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read (:func:`read_yaml`) and validate a YAML run configuration."""
+    path = Path(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top, got {type(raw).__name__}")
     return parse(TrainConfig, raw, str(path))
@@ -278,6 +384,7 @@ def dataset_from_config(config: TrainConfig) -> Any:
         "targets": targets,
         "seed": config.seed if d.seed is None else d.seed,
         "root": d.root,
+        "verify": d.verify,
         **d.options,
     }
     return fm_data.load(d.name, **kwargs)
@@ -291,19 +398,46 @@ def model_from_config(config: TrainConfig, dataset: Any) -> nn.Module:
     kwargs = dict(m.options)
     if m.widths is not None:
         kwargs["widths"] = list(m.widths)
+
+    def build() -> nn.Module:
+        try:
+            return fm_models.build(
+                m.name,
+                input_shape=tuple(dataset.input_shape),
+                num_classes=dataset.num_classes,
+                activation=m.activation,
+                init=m.init,
+                seed=config.seed,
+                **kwargs,
+            )
+        except TypeError as exc:
+            raise ConfigError(f"model: {exc}") from None
+
+    _check_model_memory(build, m.name, config.dtype)
+    return build().to(getattr(torch, config.dtype))
+
+
+def _check_model_memory(build: Any, name: str, dtype: str) -> None:
+    """Refuse a model whose weights and gradients (2 x parameters x bytes) exceed this machine's memory.
+
+    The model is built on the ``meta`` device (shapes only, no memory, milliseconds), so the count is exact.
+    A model that cannot be built there is not estimated (the real build reports its own problems).
+    """
     try:
-        model = fm_models.build(
-            m.name,
-            input_shape=tuple(dataset.input_shape),
-            num_classes=dataset.num_classes,
-            activation=m.activation,
-            init=m.init,
-            seed=config.seed,
-            **kwargs,
-        )
-    except TypeError as exc:
-        raise ConfigError(f"model: {exc}") from None
-    return model.to(getattr(torch, config.dtype))
+        with torch.device("meta"):
+            meta = build()
+    except ConfigError:
+        raise
+    except Exception:  # an operation without a meta kernel: no estimate
+        return
+    count = sum(p.numel() for p in meta.parameters())
+    weights = count * torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    check_memory(
+        f"model {name!r} with {count:,} parameters ({format_bytes(weights)} of {dtype} weights, as much "
+        "again for gradients)",
+        2 * weights,
+        hint="use smaller widths",
+    )
 
 
 def train_from_config(
@@ -312,6 +446,7 @@ def train_from_config(
     seed: int | None = None,
     progress: bool | None = None,
     probes: tuple[Any, ...] = (),
+    overwrite: bool = False,
 ) -> TrainResult:
     """Build data and model from ``config`` and train them (``fm.train``); ``seed`` overrides ``config.seed``.
 
@@ -324,7 +459,7 @@ def train_from_config(
         config = load_config(config)
     config = parse(TrainConfig, config, "config")
     if seed is not None:
-        config = config.model_copy(update={"seed": seed})
+        config = config.model_copy(update={"seed": check_seed(seed)})
     dataset = dataset_from_config(config)
     model = model_from_config(config, dataset)
     return train(
@@ -341,4 +476,6 @@ def train_from_config(
         progress=progress,
         diverge_factor=config.diverge_factor,
         config=config,
+        resume_every=config.resume_every,
+        overwrite=overwrite,
     )

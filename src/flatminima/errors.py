@@ -37,3 +37,9 @@ class CheckpointError(FlatminimaError):
 def unknown(kind: str, name: str, choices: list[str] | tuple[str, ...]) -> UnknownNameError:
     """Build the standard 'unknown X' error listing the valid choices."""
     return UnknownNameError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(choices))}")
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An iterative measurement (Lanczos, power iteration, bisection) stopped before reaching its tolerance;
+    the result is returned with ``converged=False`` and its residual. Every curvature measurement warns with
+    this one class (``warnings.simplefilter("error", fm.ConvergenceWarning)`` turns them into errors)."""

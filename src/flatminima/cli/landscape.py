@@ -12,7 +12,9 @@
   point labelled with its training error.
 
 Each writes PNG + JSON into ``--out``. Models and data are rebuilt with ``flatminima.training.load_run``; all
-runs of one command must share the architecture and data.
+runs of one command must share the architecture and data. Every option, the writability of ``--out`` and the
+size of the grid (its memory; for large grids also its time, from a few timed points) are checked before the
+runs are loaded, so a bad value fails in a second with one line rather than after minutes or with a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 import typer
 
+from .._validate import check_choice, check_float, check_int, check_seed, check_writable_dir
 from ..errors import ConfigError, unknown
 from .measure_probes import objective_from_options
 
@@ -63,6 +66,21 @@ def _trajectory(obj, run: Any) -> tuple[list[int], torch.Tensor]:
     return steps, torch.stack(rows)
 
 
+def _run_names(runs: list[str]) -> list[str]:
+    """Short names of the runs for plots: the folder names, or the paths when folder names repeat."""
+    short = [Path(r).name or str(r) for r in runs]
+    return short if len(set(short)) == len(short) else [str(r) for r in runs]
+
+
+def _check_common(out: Path, n: int | None, chunk_size: int | None) -> None:
+    """Options every landscape command shares, and the output folder (created or written, not a file)."""
+    if n is not None:
+        check_int("--n", n, ge=1)
+    if chunk_size is not None:
+        check_int("--chunk-size", chunk_size, ge=1)
+    check_writable_dir(out, "--out folder")
+
+
 def _write(out: Path, name: str, payload: dict[str, Any]) -> Path:
     from .._io import atomic_write_json
 
@@ -100,30 +118,43 @@ def slice_cmd(
         slice_1d,
         slice_2d,
     )
+    from ..landscape.budget import check_grid_size
+    from ..landscape.directions import BIAS_BN, NORMS
 
     if len(run) not in (1, 2):
         raise ConfigError("slice takes one --run (a slice) or two (an interpolation)")
     if dims not in (1, 2):
         raise ConfigError(f"--dims must be 1 or 2, got {dims}")
-    if points < 2:
-        raise ConfigError(f"--points must be at least 2, got {points}")
+    check_int("--points", points, ge=2)
     if directions not in DIRECTIONS:
         raise unknown("slice directions", directions, DIRECTIONS)
+    check_float("--range", extent, gt=0)
+    check_choice("--norm value", norm, NORMS)
+    check_choice("--bias-bn value", bias_bn, BIAS_BN)
+    check_int("--batch-points", batch_points, ge=1)
+    check_seed(seed, "--seed")
+    _check_common(out, n, chunk_size)
+    shape = [points] * (1 if len(run) == 2 else dims)
+    check_grid_size(shape, f"a {' x '.join(map(str, shape))} slice")
     first = _load_run(run[0])
     obj = objective_from_options(first, {"n": n, "chunk_size": chunk_size})
     store = out / "slice.npz"
+    names = _run_names(run)
     if len(run) == 2:
         other = _theta_of(obj, _load_run(run[1]))
         alphas = np.linspace(-0.5, 1.5, points)
         s = interpolate(obj, obj.theta, other, alphas, bn_recompute=bn_recompute, store=None if bn_recompute
-                        else store, batch_points=batch_points)  # fmt: skip
+                        else store, batch_points=batch_points, names=(names[0], names[1]))  # fmt: skip
     else:
         path = None
         origin = obj.theta
+        meta: dict[str, Any] = {"centre": f"final weights of {names[0]}"}
         if directions == "random":
             d = random_directions(obj, dims, seed=seed, norm=norm, bias_bn=bias_bn)
+            meta.update(norm=norm, bias_bn=bias_bn, seed=seed)
         elif directions == "hessian":
-            _, d = hessian_directions(obj, dims, seed=seed)
+            values, d = hessian_directions(obj, dims, seed=seed)
+            meta["eigenvalues"] = [float(v) for v in values]
         else:
             _, traj = _trajectory(obj, first)
             if len(traj) < dims + 1:
@@ -131,14 +162,14 @@ def slice_cmd(
             pca = pca_directions(traj, k=dims)
             d, origin, path = pca.directions, pca.origin, pca.path
             extent = float(np.abs(path).max() * 1.2) or extent
+            meta["explained"] = [float(v) for v in pca.explained]
         xs = np.linspace(-extent, extent, points)
         if dims == 1:
-            s = slice_1d(
-                obj, d[0], xs, origin=origin, store=store, batch_points=batch_points, kind=directions
-            )
+            s = slice_1d(obj, d[0], xs, origin=origin, store=store, batch_points=batch_points,
+                         kind=directions, meta=meta)  # fmt: skip
         else:
             s = slice_2d(obj, d[0], d[1], xs, xs, origin=origin, store=store, batch_points=batch_points,
-                         kind=directions, path=path)  # fmt: skip
+                         kind=directions, path=path, meta=meta)  # fmt: skip
     s.meta["runs"] = [str(r) for r in run]
     pngs = [plot_slice(s, out / "slice.png")]
     if s.dims == 2:
@@ -158,11 +189,15 @@ def simplex_cmd(
 ) -> None:
     """Training loss/accuracy over w = l1 w1 + l2 w2 + l3 w3 on the simplex (Theory IIb eq. 10)."""
     from ..landscape import plot_simplex, simplex_interpolation
+    from ..landscape.simplex import simplex_grid
 
     if len(run) != 3:
         raise ConfigError(f"simplex needs exactly three --run, got {len(run)}")
     if what not in ("accuracy", "loss"):
         raise unknown("simplex quantity", what, ("accuracy", "loss"))
+    check_int("--resolution", resolution, ge=1)
+    _check_common(out, n, chunk_size)
+    simplex_grid(resolution)  # its memory is checked before the grid is built
     runs = [_load_run(r) for r in run]
     obj = objective_from_options(runs[0], {"n": n, "chunk_size": chunk_size})
     res = simplex_interpolation(obj, [_theta_of(obj, r) for r in runs], resolution=resolution)
@@ -182,7 +217,10 @@ def mds_cmd(
 ) -> None:
     """Classical MDS of checkpoint trajectories, each point labelled with its training error."""
     from ..landscape import evaluate_points, plot_mds, trajectory_mds
+    from ..landscape.mds import METRICS
 
+    check_choice("--metric value", metric, METRICS)
+    _check_common(out, n, chunk_size)
     rows, groups, steps, errors = [], [], [], []
     obj = None
     for r in run:

@@ -1,10 +1,16 @@
 """``flatminima measure WHAT --run DIR``: curvature measurements on a trained run's final checkpoint.
 
 WHAT: sharpness | spectrum | trace | nonuniformity | stability, plus any name in ``PROBES`` of
-``flatminima.cli.measure_probes`` (a dict name -> function(loaded_run, options: dict) -> dict) when that
-module imports. The result is printed as a table and written to ``DIR/measure-<what>.json`` (temporary
-file, then rename). ``--n`` restricts to the first n training examples (Wu, Ma & E 2018 measure on n = 1000).
-``stability`` takes ``--lr`` / ``--batch-size`` from the options, else from the run's last training phase.
+``flatminima.cli.measure_probes`` (a dict name -> function(loaded_run, options: dict) -> dict). Every name of
+:func:`measurements` is dispatched and listed in ``--help``: adding a measurement is one entry in a table.
+The result is printed as a table and written to ``DIR/measure-<what>.json`` (temporary file, then rename).
+``--n`` restricts to the first n training examples (Wu, Ma & E 2018 measure on n = 1000). ``stability`` takes
+``--lr`` / ``--batch-size`` from the options, else from the run's last training phase.
+
+Every option is checked before the run is loaded (:data:`CHECKS`: one validator per option; a measurement
+that adds an option adds one line there), and so is the writability of the run directory, so a bad value
+or a read-only directory never costs minutes of work. ``--help`` groups the options by measurement
+(``rich_help_panel``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from rich.console import Console
 from rich.table import Table
 
 from .._io import atomic_write_json
+from .._progress import progress_enabled
+from .._validate import check_choice, check_float, check_int, check_seed, check_writable_dir, short
 from ..errors import ConfigError, unknown
 from .measure_probes import PROBES, objective_from_options
 
-__all__ = ["BUILTIN", "measure", "register", "run_measurement"]
+__all__ = ["BUILTIN", "CHECKS", "check_options", "measure", "measurements", "register", "run_measurement"]
 
 
 def _load_run(path: str):
@@ -30,10 +38,19 @@ def _load_run(path: str):
     return load_run(path)
 
 
+def _announce(what: str, o: dict[str, Any]) -> None:
+    """From the command line (``progress`` among the options): the work ahead, once the options that need
+    the run (batch size, k) have been checked, so a bad input still gets exactly one line."""
+    if "progress" in o:
+        Console(stderr=True).print(f"{what}: up to {PRODUCTS[what](o)} curvature products")
+
+
 def _sharpness(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import sharpness
 
-    est = sharpness(objective_from_options(run, o), tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
+    obj = objective_from_options(run, o)
+    _announce("sharpness", o)
+    est = sharpness(obj, tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"], progress=o.get("progress"))
     return _estimate_dict(est)
 
 
@@ -41,7 +58,10 @@ def _trace(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_trace
 
     obj = objective_from_options(run, o)
-    est = hessian_trace(obj, matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"])
+    _announce("trace", o)
+    est = hessian_trace(
+        obj, matvecs=o["matvecs"], method=o["trace_method"], seed=o["seed"], progress=o.get("progress")
+    )
     return _estimate_dict(est)
 
 
@@ -49,7 +69,11 @@ def _nonuniformity(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import non_uniformity
 
     obj = objective_from_options(run, o)
-    est = non_uniformity(obj, method=o["method"], tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"])
+    _announce("nonuniformity", o)
+    est = non_uniformity(
+        obj, method=o["method"], tol=o["tol"], max_iter=o["max_iter"], seed=o["seed"],
+        progress=o.get("progress"),
+    )  # fmt: skip
     return _estimate_dict(est)
 
 
@@ -57,17 +81,22 @@ def _spectrum(run, o: dict[str, Any]) -> dict[str, Any]:
     from ..curvature import hessian_eigenvalues, plot_density, spectrum_summary
 
     obj = objective_from_options(run, o)
-    summary = spectrum_summary(
-        obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"]
-    )
+    if o["k"] > obj.num_params:  # before the SLQ runs, not after them
+        raise ConfigError(f"--k {o['k']} exceeds the {obj.num_params} parameters measured")
+    _announce("spectrum", o)
     top = hessian_eigenvalues(obj, k=o["k"], tol=o["tol"], seed=o["seed"])
+    summary = spectrum_summary(
+        obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"],
+        progress=o.get("progress"),
+    )  # fmt: skip
     png = plot_density(summary.density, Path(o["run"]) / "measure-spectrum.png")
     d = summary.to_dict()
     return {
         "near_zero_share": d["near_zero_share"],
         "near_zero_stderr": d["near_zero_stderr"],
         "threshold": d["threshold"],
-        "top_eigenvalues": top,
+        "top_eigenvalues": top.values,
+        "top_residuals": top.residuals,
         "most_negative_eigenvalue": d["most_negative_eigenvalue"]["value"],
         "most_negative_residual": d["most_negative_eigenvalue"]["residual"],
         "plot": str(png),
@@ -89,12 +118,19 @@ def _stability(run, o: dict[str, Any]) -> dict[str, Any]:
     if lr is None:
         raise ConfigError("stability needs a learning rate: pass --lr")
     batch = o.get("batch_size")
+    given = batch is not None
     if batch is None:
         batch = getattr(phase, "batch_size", None) or obj.n
-    batch = min(int(batch), obj.n)
+    if int(batch) > obj.n:
+        source = "--batch-size" if given else "the run's batch size"
+        raise ConfigError(
+            f"{source} {batch} exceeds the {obj.n} examples measured; pass a smaller --batch-size"
+        )
+    _announce("stability", o)
     st = linear_stability(
-        obj, lr=lr, batch_size=batch, tol=o["tol"], max_iter=o["max_iter"], method=o["method"], seed=o["seed"]
-    )
+        obj, lr=lr, batch_size=batch, tol=o["tol"], max_iter=o["max_iter"], method=o["method"],
+        seed=o["seed"], progress=o.get("progress"),
+    )  # fmt: skip
     return st.to_dict()
 
 
@@ -113,11 +149,100 @@ def _estimate_dict(est) -> dict[str, Any]:
     return d
 
 
+def measurements() -> dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]]:
+    """Every measurement of ``flatminima measure``: name -> function(loaded_run, options) -> dict."""
+    return {**BUILTIN, **PROBES}
+
+
+def _count(name: str, value: Any) -> int:
+    return check_int(name, value, ge=1)
+
+
+def _fraction(name: str, value: Any) -> float:
+    return check_float(name, value, gt=0, lt=1)
+
+
+def _positive(name: str, value: Any) -> float:
+    return check_float(name, value, gt=0)
+
+
+def _batch_sizes(name: str, value: Any) -> list[int]:
+    if not value:
+        raise ConfigError(f"{name} must list at least one batch size")
+    return [_count(f"each of {name}", b) for b in value]
+
+
+def _gammas(name: str, value: Any) -> list[float]:
+    if not value:
+        raise ConfigError(f"{name} must list at least one noise level")
+    return [check_float(f"each of {name}", g, ge=0) for g in value]
+
+
+def _solver_method(name: str, value: Any) -> str:
+    from ..curvature.nonuniformity import METHODS
+
+    return check_choice(f"{name} value", value, METHODS)
+
+
+def _trace_method(name: str, value: Any) -> str:
+    from ..curvature.trace import METHODS
+
+    return check_choice(f"{name} value", value, METHODS)
+
+
+# Option -> validator(flag, value) -> checked value; None (unset, the run's own value) is not checked.
+CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "lr": _positive,
+    "batch_size": _count,
+    "n": _count,
+    "split": lambda name, v: check_choice(f"{name} value", v, ("train", "test")),
+    "chunk_size": _count,
+    "seed": lambda name, v: check_seed(v, name),
+    "tol": _fraction,
+    "max_iter": _count,
+    "method": _solver_method,
+    "matvecs": _count,
+    "trace_method": _trace_method,
+    "k": _count,
+    "steps": _count,
+    "runs": _count,
+    "threshold": _positive,
+    "eps": _positive,
+    "directions": _count,
+    "radius_tol": _fraction,
+    "examples": lambda name, v: check_int(name, v, ge=2),
+    "batch_sizes": _batch_sizes,
+    "components": _count,
+    "samples": lambda name, v: check_int(name, v, ge=2),
+    "gammas": _gammas,
+    "repeats": _count,
+}
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with every set value validated by :data:`CHECKS` (ConfigError naming the option)."""
+    checked = dict(options)
+    for key, check in CHECKS.items():
+        if checked.get(key) is not None:
+            checked[key] = check(f"--{key.replace('_', '-')}", checked[key])
+    return checked
+
+
 def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """Measure ``what`` on the run ``options["run"]``; returns the result and the JSON path written."""
-    table = {**BUILTIN, **PROBES}
+    """Measure ``what`` on the run ``options["run"]``; returns the result and the JSON path written.
+
+    The name, every option and the run directory's writability are checked before the run is loaded.
+    """
+    table = measurements()
     if what not in table:
         raise unknown("measurement", what, list(table))
+    options = check_options(options)
+    folder = Path(options["run"])
+    if folder.is_dir():
+        check_writable_dir(folder, "run directory")
+        target = folder / f"measure-{what}.json"
+        if target.exists() and not target.is_file():
+            raise ConfigError(f"{target} exists and is not a file; move it away")
     run = _load_run(options["run"])
     result = table[what](run, options)
     path = atomic_write_json(
@@ -149,54 +274,108 @@ def _fmt(v: Any) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
+_RUN, _SOLVER, _STABILITY = (
+    "Run and data",
+    "Eigensolvers (sharpness, spectrum, nonuniformity, stability)",
+    "stability",
+)
+_TRACE, _SPECTRUM, _FLATNESS, _NOISE, _MARGINS = "trace", "spectrum", "flatness", "noise", "margins"
+
+
+def _what_help() -> str:
+    return "one of: " + ", ".join(measurements())
+
+
 def measure(
-    what: str = typer.Argument(..., help="sharpness | spectrum | trace | nonuniformity | stability | ..."),
-    run: str = typer.Option(..., "--run", help="run directory (written by flatminima train)"),
-    lr: float | None = typer.Option(None, "--lr", help="stability: learning rate (default: the run's)"),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="stability: batch size (default: the run's)"
+    what: str = typer.Argument(..., help=_what_help(), show_default=False),
+    run: str = typer.Option(
+        ..., "--run", help="run directory (written by flatminima train)", rich_help_panel=_RUN
     ),
-    n: int | None = typer.Option(None, "--n", help="use the first n training examples"),
-    split: str = typer.Option("train", "--split", help="train | test"),
-    tol: float = typer.Option(1e-4, "--tol", help="relative eigen-residual tolerance"),
-    max_iter: int = typer.Option(100, "--max-iter", help="most Lanczos products"),
-    method: str = typer.Option("auto", "--method", help="non-uniformity / stability: auto | exact | ggn"),
-    matvecs: int = typer.Option(100, "--matvecs", help="trace: Hessian-vector products"),
-    trace_method: str = typer.Option("hutch++", "--trace-method", help="trace: hutch++ | hutchinson"),
-    k: int = typer.Option(5, "--k", help="spectrum: number of top eigenvalues"),
-    steps: int = typer.Option(80, "--steps", help="spectrum: Lanczos steps per SLQ run"),
-    runs: int = typer.Option(10, "--runs", help="spectrum: SLQ runs"),
-    threshold: float = typer.Option(1e-4, "--threshold", help="spectrum: |lambda| below this counts as ~0"),
-    chunk_size: int | None = typer.Option(None, "--chunk-size", help="examples per chunk"),
-    eps: float = typer.Option(0.05, "--eps", help="flatness: loss tolerance of the radius (eq. 11)"),
-    directions: int = typer.Option(20, "--directions", help="flatness: random directions"),
-    params: str = typer.Option("all", "--params", help="flatness: all | top | name pattern"),
-    radius_tol: float = typer.Option(1e-3, "--radius-tol", help="flatness: relative bisection tolerance"),
-    examples: int | None = typer.Option(None, "--examples", help="noise: examples for D (default <= 500)"),
-    batch_sizes: str = typer.Option("1,10,100", "--batch-sizes", help="noise: comma-separated batch sizes"),
-    components: int = typer.Option(5, "--components", help="noise: gradient components to test"),
-    samples: int = typer.Option(1000, "--samples", help="noise: minibatches per batch size"),
-    gammas: str = typer.Option("0,0.01,0.05,0.1,0.5,1", "--gammas", help="margins: input-noise levels"),
-    repeats: int = typer.Option(1, "--repeats", help="margins: noise draws per gamma"),
-    seed: int = typer.Option(0, "--seed"),
+    n: int | None = typer.Option(None, "--n", help="use the first n training examples", rich_help_panel=_RUN),
+    split: str = typer.Option("train", "--split", help="train | test", rich_help_panel=_RUN),
+    chunk_size: int | None = typer.Option(
+        None, "--chunk-size", help="examples per chunk", rich_help_panel=_RUN
+    ),
+    seed: int = typer.Option(0, "--seed", help="seed of random probes and directions", rich_help_panel=_RUN),
+    tol: float = typer.Option(
+        1e-4, "--tol", help="relative eigen-residual tolerance", rich_help_panel=_SOLVER
+    ),
+    max_iter: int = typer.Option(100, "--max-iter", help="most Lanczos products", rich_help_panel=_SOLVER),
+    method: str = typer.Option(
+        "auto", "--method", help="non-uniformity / stability: auto | exact | ggn", rich_help_panel=_SOLVER
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="learning rate (default: the run's)", rich_help_panel=_STABILITY
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="batch size (default: the run's)", rich_help_panel=_STABILITY
+    ),
+    matvecs: int = typer.Option(100, "--matvecs", help="Hessian-vector products", rich_help_panel=_TRACE),
+    trace_method: str = typer.Option(
+        "hutch++", "--trace-method", help="hutch++ | hutchinson", rich_help_panel=_TRACE
+    ),
+    k: int = typer.Option(5, "--k", help="number of top eigenvalues", rich_help_panel=_SPECTRUM),
+    steps: int = typer.Option(80, "--steps", help="Lanczos steps per SLQ run", rich_help_panel=_SPECTRUM),
+    runs: int = typer.Option(10, "--runs", help="SLQ runs", rich_help_panel=_SPECTRUM),
+    threshold: float = typer.Option(
+        1e-4, "--threshold", help="|lambda| below this counts as ~0", rich_help_panel=_SPECTRUM
+    ),
+    eps: float = typer.Option(
+        0.05, "--eps", help="loss tolerance of the radius (eq. 11)", rich_help_panel=_FLATNESS
+    ),
+    directions: int = typer.Option(20, "--directions", help="random directions", rich_help_panel=_FLATNESS),
+    params: str = typer.Option("all", "--params", help="all | top | name pattern", rich_help_panel=_FLATNESS),
+    radius_tol: float = typer.Option(
+        1e-3, "--radius-tol", help="relative bisection tolerance", rich_help_panel=_FLATNESS
+    ),
+    examples: int | None = typer.Option(
+        None, "--examples", help="examples for D (default <= 500)", rich_help_panel=_NOISE
+    ),
+    batch_sizes: str | None = typer.Option(
+        None,
+        "--batch-sizes",
+        help="comma-separated batch sizes (default: those of 1,10,100 that fit)",
+        rich_help_panel=_NOISE,
+    ),
+    components: int = typer.Option(
+        5, "--components", help="gradient components to test", rich_help_panel=_NOISE
+    ),
+    samples: int = typer.Option(1000, "--samples", help="minibatches per batch size", rich_help_panel=_NOISE),
+    gammas: str = typer.Option(
+        "0,0.01,0.05,0.1,0.5,1", "--gammas", help="input-noise levels", rich_help_panel=_MARGINS
+    ),
+    repeats: int = typer.Option(1, "--repeats", help="noise draws per gamma", rich_help_panel=_MARGINS),
 ) -> None:
-    """Measure a trained run: sharpness, spectrum, trace, non-uniformity or SGD stability (Wu et al. 2018)."""
+    """Measure a trained run: curvature (Wu, Ma & E 2018), flatness, gradient noise or margins; WHAT names
+    the measurement, the option groups below say which measurement reads which option."""
     options = dict(
         run=run, lr=lr, batch_size=batch_size, n=n, split=split, tol=tol, max_iter=max_iter, method=method,
         matvecs=matvecs, trace_method=trace_method, k=k, steps=steps, runs=runs, threshold=threshold,
         chunk_size=chunk_size, seed=seed, eps=eps, directions=directions, params=params,
-        radius_tol=radius_tol, examples=examples, batch_sizes=_numbers(batch_sizes, int),
+        radius_tol=radius_tol, examples=examples,
+        batch_sizes=None if batch_sizes is None else _numbers(batch_sizes, int),
         components=components, samples=samples, gammas=_numbers(gammas, float), repeats=repeats,
     )  # fmt: skip
+    options["progress"] = progress_enabled()  # a bar on a terminal; also: announce the products
     result, path = run_measurement(what, options)
     _print(what, result, path)
+
+
+#: Upper bounds on the products of each built-in measurement (printed before the work starts).
+PRODUCTS: dict[str, Callable[[dict[str, Any]], int]] = {
+    "sharpness": lambda o: o["max_iter"],
+    "trace": lambda o: o["matvecs"],
+    "nonuniformity": lambda o: o["max_iter"] + 1,
+    "spectrum": lambda o: o["steps"] * o["runs"] + 3 * max(100, 4 * o["k"]),
+    "stability": lambda o: 4 * o["max_iter"],
+}
 
 
 def _numbers(text: str, kind: type) -> list:
     try:
         return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
+        raise ConfigError(f"expected comma-separated numbers, got {short(text)}") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,8 @@ measure command's options; missing keys take the defaults below, so the probes r
 * ``noise``: diffusion-matrix spectrum (rank, mean/std of eigenvalues, architecture score; thesis Sec. 6.3),
   temperatures eta/(2b) with and without replacement (lr / batch_size from the options, else the run's last
   phase), and the normality of minibatch-gradient components. Options: examples [min(n, 500)], batch_sizes
-  [(1, 10, 100)], components [5], samples [1000], seed. With ``run`` (the run directory) in the options, the
+  [those of (1, 10, 100) at most ``examples``; given sizes above it are an error], components [5], samples
+  [1000], seed. With ``run`` (the run directory) in the options, the
   histograms and the spectrum are drawn to ``RUN/measure-noise-histograms.png`` / ``-spectrum.png``.
 * ``margins``: functional margins, L2 / fan-in l1 / path norms and the input-perturbation error (Theory III,
   eq. 47). Options: gammas [(0, 0.01, 0.05, 0.1, 0.5, 1)], repeats [1], seed.
@@ -83,10 +84,16 @@ def noise_probe(run: Any, o: dict[str, Any]) -> dict[str, Any]:
             "with_replacement": temperature(float(lr), b),
             "without_replacement": temperature(float(lr), b, n=obj.n, replacement=False),
         }
-    sizes = [b for b in _get(o, "batch_sizes", (1, 10, 100)) if int(b) <= min(obj.n, examples)]
+    population = min(obj.n, examples)
+    if o.get("batch_sizes") is None:  # the defaults that fit the population
+        sizes = [b for b in (1, 10, 100) if b <= population]
+    else:
+        sizes = [int(b) for b in o["batch_sizes"]]
+        if max(sizes) > population:
+            raise ConfigError(f"batch sizes must be at most the {population} examples used, got {sizes}")
     stats = gradient_noise(
         obj,
-        batch_sizes=sizes or [1],
+        batch_sizes=sizes,
         components=_get(o, "components", 5),
         samples=int(_get(o, "samples", 1000)),
         examples=examples,

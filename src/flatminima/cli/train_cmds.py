@@ -27,14 +27,24 @@ def train(
         None, "--out", help="Run directory to write (default runs/<config name>)."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a flatminima run directory at --out (never anything else)."
+    ),
 ) -> None:
-    """Train a model as described by CONFIG.yaml and write a run directory."""
+    """Train a model as described by CONFIG.yaml and write a run directory.
+
+    Started again with the same --out and config after Ctrl-C, SIGTERM or a crash, it continues from the last
+    resume point (config key resume_every, default every 60 s of training) and ends with the same numbers."""
     from ..config import load_config, train_from_config
+    from ..training.rundir import pending_resume
 
     cfg = load_config(config)
     if out is None:
         out = Path("runs") / (config.stem if seed is None else f"{config.stem}-seed{seed}")
-    result = train_from_config(cfg, out, seed=seed)
+    pending = pending_resume(out)
+    if pending is not None:
+        Console(stderr=True).print(f"resuming {out} from step {pending[1]} (the run's last resume point)")
+    result = train_from_config(cfg, out, seed=seed, overwrite=overwrite)
     table = Table(title=f"run {out}")
     table.add_column("quantity")
     table.add_column("value", justify="right")

@@ -15,7 +15,7 @@ from .operators import (
 )
 from .power import PowerResult, power_iteration
 from .probe import SharpnessProbe
-from .sharpness import hessian_eigenvalues, sharpness
+from .sharpness import EigenvalueResult, hessian_eigenvalues, sharpness
 from .sigma import SigmaOperator
 from .spectrum import SpectrumSummary, local_entropy_width, spectrum_summary
 from .stability import Stability, StabilityOperator, linear_stability
@@ -25,6 +25,7 @@ __all__ = [
     "AUTO_GGN_LOSS_RATIO",
     "CallableOperator",
     "Density",
+    "EigenvalueResult",
     "GGNOperator",
     "HessianOperator",
     "LanczosResult",

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import ConfigError
 from ..estimate import Estimate
+from ._feedback import check_subsamples
 
 
 def over_subsets(
@@ -19,22 +19,18 @@ def over_subsets(
     subsample_size: int | None,
     seed: int,
 ) -> Estimate:
-    """``measure(obj, seed)`` on the full data, or on ``subsamples`` random subsets of ``subsample_size``.
+    """``measure(obj, seed)`` on the full data (``subsamples=None``), or on ``subsamples`` (>= 1) random
+    subsets of ``subsample_size``.
 
     Subsets are drawn without replacement (independently per repeat) from a generator seeded with ``seed``.
     With repeats: ``value`` = mean, ``std`` = sample std (ddof=1), ``stderr`` = std / sqrt(k) (the standard
     error of the mean over size-m subsets, which estimates the mean over random m-subsets, not the full-data
     value), ``samples`` the k values, ``residual`` the worst residual, ``matvecs`` the total.
     """
-    if not subsamples:
-        if subsample_size is not None:
-            raise ConfigError("subsample_size needs subsamples=k (the number of repeats)")
+    check_subsamples(obj, subsamples, subsample_size)
+    if subsamples is None:
         return measure(obj, seed)
-    if subsamples < 1:
-        raise ConfigError(f"subsamples must be a positive integer, got {subsamples}")
     m = subsample_size if subsample_size is not None else obj.n
-    if not 1 <= m <= obj.n:
-        raise ConfigError(f"subsample_size must be in [1, n={obj.n}], got {m}")
     start = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     runs = []

@@ -7,7 +7,9 @@ smoothing with a Gaussian of width sigma gives the density plotted by Ghorbani, 
 
     phi(t) = (1/R) sum_r sum_j tau_rj N(t; theta_rj, sigma^2).
 
-Cost: steps x runs Hessian-vector products.
+Cost: steps x runs Hessian-vector products. The runs advance in lockstep, so each Lanczos step is one block
+product over the runs of a group (``lanczos_quadrature``); a group holds as many runs as their bases
+(steps x p numbers each) fit in ``memory_budget`` bytes (default :data:`SLQ_MEMORY`, 1 GiB).
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
 from ..report.figures import save_figure
-from .lanczos import lanczos_tridiagonal
+from ._feedback import Progress, check_finite, check_positive_int, check_tol, ticker, warn_not_converged
+from .lanczos import Quadrature, lanczos_quadrature
 from .operators import HessianOperator, LinearOperator
 from .trace import rademacher
 
-__all__ = ["Density", "plot_density", "slq", "spectral_density"]
+__all__ = ["SLQ_MEMORY", "Density", "plot_density", "quadratures", "slq", "spectral_density"]
+
+#: Default bytes for the Lanczos bases of the SLQ runs that advance together.
+SLQ_MEMORY = 2**30
 
 
 @dataclass
@@ -51,6 +56,14 @@ class Density:
         se = float(per_run.std(ddof=1) / math.sqrt(len(per_run))) if len(per_run) > 1 else math.nan
         return float(per_run.mean()), se
 
+    def __repr__(self) -> str:
+        runs, steps = self.nodes.shape
+        lo, hi = (float(self.nodes.min()), float(self.nodes.max())) if self.nodes.size else (math.nan,) * 2
+        return (
+            f"Density(runs={runs}, steps={steps}, nodes in [{lo:.4g}, {hi:.4g}], sigma={self.sigma:.3g}, "
+            f"grid of {len(self.grid)} points, matvecs={self.matvecs}, seconds={self.seconds:.3g})"
+        )
+
     def to_dict(self) -> dict:
         return {
             "grid": self.grid.tolist(),
@@ -63,22 +76,60 @@ class Density:
         }
 
 
-def slq(op: LinearOperator, steps: int = 80, runs: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """SLQ nodes and weights, arrays [runs, steps] (padded with weight 0 if Lanczos stops early)."""
-    if steps < 1 or runs < 1:
-        raise ConfigError(f"steps and runs must be positive, got steps={steps}, runs={runs}")
+def quadratures(
+    op: LinearOperator,
+    steps: int = 80,
+    runs: int = 10,
+    seed: int = 0,
+    progress: Progress = None,
+    memory_budget: int | None = None,
+) -> list[Quadrature]:
+    """The ``runs`` SLQ quadratures (:class:`~flatminima.curvature.lanczos.Quadrature`), grouped by memory.
+
+    The Rademacher start vectors are drawn one after the other from ``seed`` (the same vectors for any
+    grouping); the runs of a group share block products (see module docstring).
+    """
+    check_positive_int(steps, "steps")
+    check_positive_int(runs, "runs")
     steps = min(steps, op.size)
+    budget = SLQ_MEMORY if memory_budget is None else check_positive_int(memory_budget, "memory_budget")
+    per_run = steps * op.size * torch.empty((), dtype=op.dtype).element_size()
+    group = max(1, min(runs, budget // max(per_run, 1), op.max_block or runs))
     g = torch.Generator().manual_seed(seed)
-    nodes = np.zeros((runs, steps))
-    weights = np.zeros((runs, steps))
-    for r in range(runs):
-        z = rademacher(op.size, 1, op.dtype, op.device, g)[:, 0]
-        theta, tau = lanczos_tridiagonal(op, z, steps)
-        nodes[r, : len(theta)] = theta.numpy()
-        weights[r, : len(theta)] = tau.numpy()
-        if len(theta) < steps:
-            nodes[r, len(theta) :] = theta[-1].item()
+    out: list[Quadrature] = []
+    with ticker(progress, steps * runs, "spectral density (SLQ)") as tick:
+        for first in range(0, runs, group):
+            count = min(group, runs - first)
+            starts = torch.cat([rademacher(op.size, 1, op.dtype, op.device, g) for _ in range(count)], dim=1)
+            out.extend(lanczos_quadrature(op, starts, steps, tick))
+    return out
+
+
+def _padded(quads: list[Quadrature], steps: int, previous: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights as [runs, steps] arrays (a run that stopped early is padded with weight 0)."""
+    nodes = np.zeros((len(quads), steps))
+    weights = np.zeros((len(quads), steps))
+    for r, q in enumerate(quads):
+        theta, tau = (q.previous_nodes, q.previous_weights) if previous else (q.nodes, q.weights)
+        m = len(theta)
+        nodes[r, :m] = theta.numpy()
+        weights[r, :m] = tau.numpy()
+        if m < steps:
+            nodes[r, m:] = theta[-1].item()
     return nodes, weights
+
+
+def slq(
+    op: LinearOperator,
+    steps: int = 80,
+    runs: int = 10,
+    seed: int = 0,
+    progress: Progress = None,
+    memory_budget: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """SLQ nodes and weights, arrays [runs, steps] (padded with weight 0 if Lanczos stops early)."""
+    quads = quadratures(op, steps, runs, seed, progress, memory_budget)
+    return _padded(quads, min(steps, op.size))
 
 
 def _smooth(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma: float) -> np.ndarray:
@@ -96,27 +147,55 @@ def spectral_density(
     seed: int = 0,
     num_points: int = 1001,
     op: LinearOperator | None = None,
+    progress: Progress = None,
+    memory_budget: int | None = None,
+    edge_tol: float = 1e-2,
 ) -> Density:
     """Gaussian-smoothed SLQ density of the Hessian (or of ``op``).
+
+    Convergence: the ends of the spectrum are resolved when the extreme Ritz pairs of every run have a
+    Lanczos residual |beta_m s_{m,i}| below ``edge_tol`` x max |theta|; otherwise a ConvergenceWarning says
+    to raise ``steps`` (``extra["edge_residual"]`` holds the worst). ``progress``: True (bar) or a callable
+    ``(done, total)``; ``memory_budget``: bytes for the bases of the runs that share block products.
 
     Defaults (not fixed by the papers): ``sigma`` = 1% of the node range (Ghorbani et al. use sigma^2 = 1e-5
     on a spectrum rescaled to [-1, 1], i.e. ~0.3%; 1% gives smoother curves at 80 steps); ``grid`` =
     ``num_points`` points spanning the nodes +- 5 sigma.
     """
+    check_positive_int(steps, "steps")
+    check_positive_int(runs, "runs")
+    check_positive_int(num_points, "num_points", minimum=2)
+    if sigma is not None:
+        check_tol(sigma, "sigma")
     start = time.perf_counter()
-    op = op or HessianOperator(obj)
-    nodes, weights = slq(op, steps, runs, seed)
+    if op is None:
+        check_finite(obj)
+        op = HessianOperator(obj)
+    check_tol(edge_tol, "edge_tol")
+    quads = quadratures(op, steps, runs, seed, progress, memory_budget)
+    nodes, weights = _padded(quads, min(steps, op.size))
+    matvecs = sum(len(q.nodes) for q in quads)
+    edge = max(q.edge_residual for q in quads)
+    if edge > edge_tol:
+        warn_not_converged(
+            "spectral_density (ends of the spectrum)", matvecs, edge, edge_tol, f"raise steps (now {steps})"
+        )
     lo, hi = float(nodes.min()), float(nodes.max())
     if sigma is None:
         sigma = 0.01 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 1e-3
-    if sigma <= 0:
-        raise ConfigError(f"sigma must be positive, got {sigma}")
     grid = (
         np.linspace(lo - 5 * sigma, hi + 5 * sigma, num_points) if grid is None else np.asarray(grid, float)
     )
     dens = _smooth(nodes, weights, grid, sigma)
     return Density(
-        grid, dens, nodes, weights, float(sigma), matvecs=steps * runs, seconds=time.perf_counter() - start
+        grid,
+        dens,
+        nodes,
+        weights,
+        float(sigma),
+        matvecs=matvecs,
+        seconds=time.perf_counter() - start,
+        extra={"edge_residual": edge, "steps": steps, "runs": runs},
     )
 
 

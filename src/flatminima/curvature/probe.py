@@ -54,6 +54,13 @@ class SharpnessProbe:
             return ctx_loss
         return "mse"
 
+    def measure(self, model: Any, x: torch.Tensor, y: torch.Tensor, **context: Any) -> dict[str, float]:
+        """One measurement in one's own training loop: ``probe.measure(model, x, y, loss="mse", lr=0.1,
+        step=t)`` (``flatminima.training.probes.measure``; the warm start carries over between calls)."""
+        from ..training.probes import measure
+
+        return measure(self, model, x, y, **context)
+
     def __call__(self, ctx: Any) -> dict[str, float]:
         obj = Objective(
             ctx.model, loss=self._loss(ctx), x=ctx.x, y=ctx.y, params=self.params, chunk_size=self.chunk_size
@@ -69,3 +76,12 @@ class SharpnessProbe:
             f"{self.prefix}_residual": est.residual,
             f"{self.prefix}_matvecs": float(est.matvecs),
         }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The warm-start state (saved in a training run's resume points, so a resumed run is identical)."""
+        return {"last_vector": self.last_vector, "last_matvecs": self.last_matvecs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.last_vector = state.get("last_vector")
+        self.last_matvecs = int(state.get("last_matvecs", 0))

@@ -19,13 +19,22 @@ exactly the products that formula needs):
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
-from .jacobian_gram import jacobian_gram_blocks
+from .jacobian_gram import gram_memory, jacobian_gram_blocks
 from .operators import LinearOperator
 
-__all__ = ["ExactMoments", "GGNMoments", "SigmaOperator", "moments"]
+__all__ = ["GGN_MEMORY", "ExactMoments", "GGNMoments", "GGNTooLarge", "SigmaOperator", "moments"]
+
+#: Default memory budget (bytes) of the Gauss-Newton blocks (``memory_budget=`` of non_uniformity & co.).
+GGN_MEMORY = 2**31
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
 
 _EXACT_CHUNK_BYTES = 2**28
 
@@ -104,13 +113,42 @@ def _output_hessians(obj, f: Tensor, y: Tensor) -> Tensor:
     return obj.output_hessians(f, y).reshape(m, k, k)
 
 
-class GGNMoments:
-    """Gauss-Newton H, H^2 and S products with precomputed Jacobian Gram blocks (see module docstring)."""
+class GGNTooLarge(Exception):
+    """The K x K Gauss-Newton blocks of all examples do not fit in the memory budget."""
 
-    def __init__(self, obj) -> None:
+
+class GGNMoments:
+    """Gauss-Newton H, H^2 and S products with precomputed Jacobian Gram blocks (see module docstring).
+
+    Memory: the blocks take 3 K^2 numbers per example (K outputs per example: K = T x V for a sequence model)
+    and computing them K x the layer outputs per example at once. Both are estimated from one example's
+    forward pass before anything is built (``gram_memory``): the examples go through the K backward passes in
+    groups small enough for ``memory_budget`` bytes (default :data:`GGN_MEMORY`), and when the stored blocks
+    alone exceed it, :class:`GGNTooLarge` is raised (``moments`` then falls back to the exact engine and
+    says so). ``self.memory`` records the estimate and the group size.
+    """
+
+    def __init__(self, obj, memory_budget: int | None = None) -> None:
         obj._require_eval_bn("GGN non-uniformity")
         self.obj = obj
         self.method = "ggn"
+        budget = GGN_MEMORY if memory_budget is None else int(memory_budget)
+        k_out, stored, transient = gram_memory(obj)
+        blocks = stored * obj.n
+        if blocks + transient > budget:
+            raise GGNTooLarge(
+                f"the Gauss-Newton blocks need ~{_gb(blocks + transient)} (n={obj.n} examples x "
+                f"{k_out}^2 outputs x 3) > memory_budget {_gb(budget)}"
+            )
+        at_once = int(min(obj.n, max(1, (budget - blocks) // max(transient, 1))))
+        self.memory = {
+            "outputs_per_example": k_out,
+            "blocks_bytes": blocks,
+            "sensitivity_bytes_per_example": transient,
+            "examples_at_once": at_once,
+            "estimated_peak_bytes": blocks + at_once * transient,
+            "memory_budget": budget,
+        }
         self._chunks = list(obj.chunks())
         self._q: list[Tensor] = []
         self._c: list[Tensor] = []
@@ -119,7 +157,7 @@ class GGNMoments:
             with torch.no_grad():
                 f = obj.outputs_fn(obj.theta, x)
             q = _output_hessians(obj, f, y)
-            m = jacobian_gram_blocks(obj, x)
+            m = jacobian_gram_blocks(obj, x, max_examples=at_once)
             self._q.append(q)
             self._c.append(q @ m @ q)
 
@@ -152,12 +190,26 @@ class GGNMoments:
         return out
 
 
-def moments(obj, method: str, chunk_size: int | None = None):
+def moments(obj, method: str, chunk_size: int | None = None, memory_budget: int | None = None):
     """The product engine for ``method``: "ggn" -> :class:`GGNMoments`; "exact" -> the Gram engine of
     ``sigma_gram.py`` when every selected parameter sits in a Linear / Conv2d layer (a few full-data passes
-    per product), else :class:`ExactMoments` (vmap over examples); "exact-vmap" forces the latter."""
+    per product), else :class:`ExactMoments` (vmap over examples); "exact-vmap" forces the latter.
+
+    When the Gauss-Newton blocks would not fit in ``memory_budget`` bytes (default :data:`GGN_MEMORY`),
+    "ggn" falls back to the exact engine with a RuntimeWarning; the engine's ``fallback`` attribute says why.
+    """
     if method == "ggn":
-        return GGNMoments(obj)
+        try:
+            return GGNMoments(obj, memory_budget)
+        except GGNTooLarge as exc:
+            warnings.warn(
+                f"non-uniformity: {exc}; using the exact engine instead (raise memory_budget= to force ggn)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            engine = moments(obj, "exact", chunk_size)
+            engine.fallback = str(exc)
+            return engine
     if method == "exact":
         from .sigma_gram import GramExactMoments, Unsupported
 
@@ -177,3 +229,7 @@ class SigmaOperator(LinearOperator):
 
     def _matvec(self, v: Tensor) -> Tensor:
         return self.engine.combo(v, 0.0, -1.0, 1.0)
+
+    def _matmat(self, v: Tensor) -> Tensor:
+        block = getattr(self.engine, "combo_block", None)
+        return block(v, 0.0, -1.0, 1.0) if block is not None else super()._matmat(v)

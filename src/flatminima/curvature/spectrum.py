@@ -10,7 +10,15 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..estimate import Estimate
-from .density import Density, slq, spectral_density
+from ._feedback import (
+    Progress,
+    check_finite,
+    check_nonnegative,
+    check_positive_int,
+    check_tol,
+    warn_not_converged,
+)
+from .density import Density, _padded, quadratures, spectral_density
 from .lanczos import lanczos
 from .operators import HessianOperator
 
@@ -50,6 +58,9 @@ class SpectrumSummary:
 def _extreme(obj, which: str, tol: float, max_iter: int, seed: int, scale: float = 0.0) -> Estimate:
     start = time.perf_counter()
     r = lanczos(HessianOperator(obj), k=1, which=which, tol=tol, max_iter=max_iter, seed=seed, scale=scale)
+    if not r.converged:
+        name = "top" if which == "LA" else "most negative"
+        warn_not_converged(f"spectrum_summary ({name} eigenvalue)", r.matvecs, float(r.residuals[0]), tol)
     return Estimate(
         float(r.eigenvalues[0]),
         residual=float(r.residuals[0]),
@@ -80,6 +91,7 @@ def spectrum_summary(
     max_iter: int = 100,
     seed: int = 0,
     method: str = "auto",
+    progress: Progress = None,
 ) -> SpectrumSummary:
     """Thesis Fig. 3.1 numbers: the share of eigenvalues with |lambda| < ``threshold``, the top and the most
     negative Hessian eigenvalue.
@@ -96,12 +108,19 @@ def spectrum_summary(
     610-parameter MLP). ``method="dense"`` computes every eigenvalue of the dense Hessian (p products, then
     ``eigvalsh``) and gives the exact share, top and most negative eigenvalue; ``"auto"`` (default) uses it up
     to ``DENSE_MAX`` parameters, SLQ/Lanczos above. The density (for plots) is SLQ in both cases.
+    ``progress`` (True or a ``(done, total)`` callable) follows the SLQ part.
     """
     if method not in ("auto", "slq", "dense"):
         raise ConfigError(f"method must be 'auto', 'slq' or 'dense', got {method!r}")
+    check_nonnegative(threshold, "threshold")
+    check_positive_int(steps, "steps")
+    check_positive_int(runs, "runs")
+    check_tol(tol)
+    check_positive_int(max_iter, "max_iter")
+    check_finite(obj)
     if method == "auto":
         method = "dense" if obj.num_params <= DENSE_MAX else "slq"
-    density = spectral_density(obj, steps=steps, runs=runs, seed=seed)
+    density = spectral_density(obj, steps=steps, runs=runs, seed=seed, progress=progress)
     if method == "dense":
         start = time.perf_counter()
         ev = _dense_eigenvalues(obj)
@@ -118,7 +137,13 @@ def spectrum_summary(
 
 
 def local_entropy_width(
-    obj, gamma: float, steps: int = 40, runs: int = 10, seed: int = 0, negative: str = "clip"
+    obj,
+    gamma: float,
+    steps: int = 40,
+    runs: int = 10,
+    seed: int = 0,
+    negative: str = "clip",
+    progress: Progress = None,
 ) -> Estimate:
     """(1/2) log det(H + I/gamma) by stochastic Lanczos quadrature of log (Chaudhari thesis Ch. 4:
     f_gamma(x*) ~ f(x*) + (1/2) log det(H + I/gamma) + const near a minimum; Ubaru, Chen & Saad 2017).
@@ -132,13 +157,58 @@ def local_entropy_width(
     is defined for every gamma; their spectral weight is reported as ``extra["clipped_share"]``. This differs
     from log det(H + I/gamma) whenever H has negative eigenvalues. ``negative="error"`` computes log det(H +
     I/gamma) itself and raises ConfigError when any Ritz value of H + I/gamma is <= 0.
+
+    Convergence: the same estimate from one Lanczos step fewer (free: T_{m-1} is the leading block of T_m)
+    measures the quadrature error; when it moves the value by more than the standard error (or 1e-3
+    relative with one run), a ConvergenceWarning says to raise ``steps`` (``extra["quadrature_change"]``).
     """
-    if not gamma > 0:
-        raise ConfigError(f"gamma must be positive, got {gamma}")
+    check_tol(gamma, "gamma")
     if negative not in ("clip", "error"):
         raise ConfigError(f"negative must be 'clip' or 'error', got {negative!r}")
+    check_positive_int(steps, "steps")
+    check_positive_int(runs, "runs")
+    check_finite(obj)
     start = time.perf_counter()
-    nodes, weights = slq(HessianOperator(obj), steps, runs, seed)
+    quads = quadratures(HessianOperator(obj), steps, runs, seed, progress)
+    steps = min(steps, obj.num_params)
+    nodes, weights = _padded(quads, steps)
+    per_run, clipped_share = _log_det(obj.num_params, nodes, weights, gamma, negative)
+    previous, _ = _log_det(obj.num_params, *_padded(quads, steps, previous=True), gamma, negative)
+    value = float(per_run.mean())
+    std = float(per_run.std(ddof=1)) if runs > 1 else math.nan
+    stderr = std / math.sqrt(runs) if runs > 1 else math.nan
+    change = abs(value - float(previous.mean()))
+    matvecs = sum(len(q.nodes) for q in quads)
+    limit = stderr if runs > 1 else 1e-3 * abs(value)
+    if change > limit:
+        warn_not_converged(
+            "local_entropy_width (Lanczos quadrature)",
+            matvecs,
+            change / max(abs(value), 1e-300),
+            limit / max(abs(value), 1e-300),
+            f"raise steps (now {steps})",
+        )
+    return Estimate(
+        value,
+        matvecs=matvecs,
+        converged=change <= limit,
+        seconds=time.perf_counter() - start,
+        stderr=stderr,
+        std=std,
+        samples=per_run.tolist(),
+        extra={
+            "gamma": gamma,
+            "clipped_share": clipped_share,
+            "negative": negative,
+            "quadrature_change": change,
+        },
+    )
+
+
+def _log_det(
+    p: int, nodes: np.ndarray, weights: np.ndarray, gamma: float, negative: str
+) -> tuple[np.ndarray, float]:
+    """Per-run (1/2) log det(H + I/gamma) (or of H_+ with negative="clip") and the clipped share."""
     shifted = nodes + 1.0 / gamma
     bad = (shifted <= 0) & (weights > 0)
     if negative == "error" and bad.any():
@@ -147,23 +217,7 @@ def local_entropy_width(
             "negative='clip'"
         )
     negative_mask = (nodes < 0) & (weights > 0)
-    clipped_share = float((weights * negative_mask).sum(axis=1).mean())
+    clipped_share = float((weights * negative_mask).sum(axis=1).mean()) if negative == "clip" else 0.0
     if negative == "clip":
         shifted = np.maximum(nodes, 0.0) + 1.0 / gamma
-    p = obj.num_params
-    per_run = 0.5 * p * (weights * np.log(shifted)).sum(axis=1)
-    value = float(per_run.mean())
-    std = float(per_run.std(ddof=1)) if runs > 1 else math.nan
-    return Estimate(
-        value,
-        matvecs=steps * runs,
-        seconds=time.perf_counter() - start,
-        stderr=std / math.sqrt(runs) if runs > 1 else math.nan,
-        std=std,
-        samples=per_run.tolist(),
-        extra={
-            "gamma": gamma,
-            "clipped_share": clipped_share if negative == "clip" else 0.0,
-            "negative": negative,
-        },
-    )
+    return 0.5 * p * (weights * np.log(shifted)).sum(axis=1), clipped_share

@@ -6,6 +6,10 @@ Q = orth(A S) from m/3 Rademacher columns, take tr(Q^T A Q) exactly (m/3 product
 deflated operator (I - QQ^T) A (I - QQ^T) with the remaining m/3 vectors; the stderr is that of the
 Hutchinson part (the low-rank part is deterministic given Q). Hutch++ wins when the spectrum is dominated by a
 few large eigenvalues, as for trained networks.
+
+Every group of vectors goes through the operator as one block product (``op.matmat``: one graph for the
+block on network operators); the quadratic forms z^T A z are accumulated in float64. The Rademacher vectors
+are drawn one by one from the seeded generator, so a seed gives the same vectors whatever the block size.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import time
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, unknown
+from ..errors import unknown
 from ..estimate import Estimate
+from ._accurate import col_dots
+from ._feedback import Progress, check_finite, check_positive_int, check_subsamples, ticker
 from ._repeat import over_subsets
 from .operators import HessianOperator, LinearOperator
 
@@ -32,23 +38,42 @@ def rademacher(size: int, count: int, dtype: torch.dtype, device, generator: tor
     return z.to(device, dtype)
 
 
+def _draw(op: LinearOperator, count: int, generator: torch.Generator) -> Tensor:
+    """``count`` Rademacher vectors drawn one after the other (the same sequence for any grouping)."""
+    return torch.cat([rademacher(op.size, 1, op.dtype, op.device, generator) for _ in range(count)], dim=1)
+
+
+def _groups(op: LinearOperator, count: int) -> list[int]:
+    step = op.max_block or count
+    return [min(step, count - i) for i in range(0, count, step)]
+
+
+def _quadratic_forms(op: LinearOperator, count: int, g: torch.Generator, tick, project=None) -> list[float]:
+    """z_j^T A z_j for ``count`` Rademacher z_j (optionally projected by ``project``), block by block."""
+    samples: list[float] = []
+    for size in _groups(op, count):
+        z = _draw(op, size, g)
+        if project is not None:
+            z = project(z)
+        samples.extend(col_dots(z, op.matmat(z)).tolist())
+        tick(size)
+    return samples
+
+
 def _mean_stderr(samples: list[float]) -> tuple[float, float, float]:
     m = len(samples)
-    mean = sum(samples) / m
-    std = math.sqrt(sum((s - mean) ** 2 for s in samples) / (m - 1)) if m > 1 else math.nan
+    mean = math.fsum(samples) / m
+    std = math.sqrt(math.fsum((s - mean) ** 2 for s in samples) / (m - 1)) if m > 1 else math.nan
     return mean, std, std / math.sqrt(m) if m > 1 else math.nan
 
 
-def hutchinson(op: LinearOperator, matvecs: int = 100, seed: int = 0) -> Estimate:
+def hutchinson(op: LinearOperator, matvecs: int = 100, seed: int = 0, progress: Progress = None) -> Estimate:
     """tr(A) ~ (1/m) sum_j z_j^T A z_j, z_j Rademacher (Hutchinson 1990); stderr = std / sqrt(m)."""
-    if matvecs < 2:
-        raise ConfigError(f"hutchinson needs matvecs >= 2 (for a standard error), got {matvecs}")
+    check_positive_int(matvecs, "matvecs (hutchinson, for a standard error)", minimum=2)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
-    samples = []
-    for _ in range(matvecs):
-        z = rademacher(op.size, 1, op.dtype, op.device, g)[:, 0]
-        samples.append(float(z @ op.matvec(z)))
+    with ticker(progress, matvecs, "hutchinson") as tick:
+        samples = _quadratic_forms(op, matvecs, g, tick)
     mean, std, se = _mean_stderr(samples)
     return Estimate(
         mean,
@@ -61,20 +86,19 @@ def hutchinson(op: LinearOperator, matvecs: int = 100, seed: int = 0) -> Estimat
     )
 
 
-def hutchpp(op: LinearOperator, matvecs: int = 100, seed: int = 0) -> Estimate:
+def hutchpp(op: LinearOperator, matvecs: int = 100, seed: int = 0, progress: Progress = None) -> Estimate:
     """Hutch++ (Meyer et al. 2021, Alg. 1), m = ``matvecs``: m/3 sketch, m/3 exact, m/3 Hutchinson."""
-    if matvecs < 6:
-        raise ConfigError(f"hutch++ needs matvecs >= 6, got {matvecs}")
+    check_positive_int(matvecs, "matvecs (hutch++)", minimum=6)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     s = matvecs // 3
-    sketch = rademacher(op.size, s, op.dtype, op.device, g)
-    q, _ = torch.linalg.qr(torch.stack([op.matvec(c) for c in sketch.T], dim=1))
-    low_rank = float(sum(float(c @ op.matvec(c)) for c in q.T))
-    rest = matvecs - 2 * s
-    gs = rademacher(op.size, rest, op.dtype, op.device, g)
-    gs = gs - q @ (q.T @ gs)
-    samples = [float(c @ op.matvec(c)) for c in gs.T]
+    with ticker(progress, matvecs, "hutch++") as tick:
+        sketch = rademacher(op.size, s, op.dtype, op.device, g)
+        q, _ = torch.linalg.qr(op.matmat(sketch))
+        tick(s)
+        low_rank = float(col_dots(q, op.matmat(q)).sum())
+        tick(s)
+        samples = _quadratic_forms(op, matvecs - 2 * s, g, tick, project=lambda z: z - q @ (q.T @ z))
     mean, std, se = _mean_stderr(samples)
     return Estimate(
         low_rank + mean,
@@ -94,11 +118,19 @@ def hessian_trace(
     seed: int = 0,
     subsamples: int | None = None,
     subsample_size: int | None = None,
+    progress: Progress = None,
 ) -> Estimate:
-    """tr(H) of the objective's Hessian by ``"hutch++"`` (default) or ``"hutchinson"``, with stderr."""
+    """tr(H) of the objective's Hessian by ``"hutch++"`` (default) or ``"hutchinson"``, with stderr.
+
+    ``matvecs`` Hessian-vector products, evaluated in blocks (one graph per block). ``progress``: True (bar)
+    or a callable ``(done, total)``.
+    """
     if method not in METHODS:
         raise unknown("trace method", method, METHODS)
+    check_positive_int(matvecs, "matvecs", minimum=6 if method == "hutch++" else 2)
+    check_subsamples(obj, subsamples, subsample_size)
+    check_finite(obj)
     fn = hutchpp if method == "hutch++" else hutchinson
     return over_subsets(
-        obj, lambda o, s: fn(HessianOperator(o), matvecs, s), subsamples, subsample_size, seed
+        obj, lambda o, s: fn(HessianOperator(o), matvecs, s, progress), subsamples, subsample_size, seed
     )

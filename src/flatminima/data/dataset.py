@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -37,10 +38,19 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A training and a test split with their shared metadata; ``input_shape`` excludes the batch axis."""
+    """A training and a test split with their shared metadata; ``input_shape`` excludes the batch axis.
+
+    ``provenance``: a JSON-able record of where the data came from, for result files. Always ``name``,
+    ``source`` (``"files"`` or ``"embedded"``) and ``transforms`` (the arguments of ``load`` that shaped the
+    splits). File-based sets add ``directory``, ``files`` (file name -> MD5 of its decompressed content),
+    ``verified`` (every file matches the published checksum of the official file) and ``verify`` (the
+    argument; ``False`` is the only way unverified files load); embedded sets add ``generator`` (its
+    settings and package versions).
+    """
 
     train: Split
     test: Split
     num_classes: int
     input_shape: tuple[int, ...]
     name: str
+    provenance: dict[str, Any] = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
+from importlib import metadata
 from itertools import pairwise
 
 import numpy as np
@@ -27,7 +28,25 @@ def digits(req: SourceRequest) -> RawData:
     1200 images are the training set, the other 597 the test set. ``input_shape`` is (1, 8, 8).
     """
     x, labels, xt, labels_t = _digits_arrays()
-    return RawData(x, labels, xt, labels_t, 10, (1, 8, 8), scale=16.0)
+    generator = {
+        "function": "sklearn.datasets.load_digits",
+        "scikit-learn": _version("scikit-learn"),
+        "split_seed": DIGITS_SPLIT_SEED,
+        "n_train": DIGITS_N_TRAIN,
+    }
+    return RawData(x, labels, xt, labels_t, 10, (1, 8, 8), scale=16.0, provenance=_embedded(generator))
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _embedded(generator: dict[str, object]) -> dict[str, object]:
+    """Provenance of a generated set: how to regenerate it (see ``Dataset.provenance``)."""
+    return {"source": "embedded", "generator": generator}
 
 
 @lru_cache(maxsize=1)
@@ -77,8 +96,14 @@ def mnist1d(req: SourceRequest, data_seed: int = MNIST1D_DEFAULT_SEED) -> RawDat
     42 is the package default, i.e. the canonical data set. Never uses the package's download URL.
     ``input_shape`` is (40,).
     """
-    x, y, xt, yt = _mnist1d_arrays(check_int(data_seed, "data_seed"))
-    return RawData(x, y, xt, yt, 10, (40,))
+    seed = check_int(data_seed, "data_seed")
+    x, y, xt, yt = _mnist1d_arrays(seed)
+    generator = {
+        "function": "mnist1d.data.make_dataset(get_dataset_args())",
+        "mnist1d": _version("mnist1d"),
+        "data_seed": seed,
+    }
+    return RawData(x, y, xt, yt, 10, (40,), provenance=_embedded(generator))
 
 
 def _teacher_forward(x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
@@ -134,9 +159,22 @@ def teacher(
     f, ft = _teacher_forward(x, weights), _teacher_forward(xt, weights)
     labels, labels_t = f.argmax(1).astype(np.int64), ft.argmax(1).astype(np.int64)
     x32, xt32 = x.astype(np.float32), xt.astype(np.float32)
+    generator = {
+        "dim": dim,
+        "task": task,
+        "num_classes": k,
+        "widths": [int(w) for w in widths],
+        "noise": float(noise),
+        "data_seed": seed,
+        "n_train": n_train + max(int(req.extra_random), 0),
+        "n_test": n_test,
+    }
+    prov = _embedded(generator)
     if classification:
-        return RawData(x32, labels, xt32, labels_t, k, (dim,))
+        return RawData(x32, labels, xt32, labels_t, k, (dim,), provenance=prov)
     rng_noise = np.random.default_rng([seed, 3])
     values = (f + noise * rng_noise.standard_normal(f.shape)).astype(np.float32)
     values_t = (ft + noise * rng_noise.standard_normal(ft.shape)).astype(np.float32)
-    return RawData(x32, labels, xt32, labels_t, k, (dim,), values_train=values, values_test=values_t)
+    return RawData(
+        x32, labels, xt32, labels_t, k, (dim,), values_train=values, values_test=values_t, provenance=prov
+    )

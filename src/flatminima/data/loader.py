@@ -41,6 +41,7 @@ def load(
     seed: int = 0,
     root: str | Path | None = None,
     n_test: int | None = None,
+    verify: bool = True,
     **kwargs: Any,
 ) -> Dataset:
     """Load data set ``name`` and apply, in order: class subset, first ``n_train``, random labels, extra
@@ -52,7 +53,11 @@ def load(
     training examples, taken (seeded, without replacement) from the training examples after the first
     ``n_train``, appended with uniform random labels. ``targets``: ``"onehot"`` (float32 [n, K]) or
     ``"index"`` (int64 [n]). ``seed`` drives the corruption only; the test split is never corrupted.
-    ``root``: directory of the file-based sets (else ``$FLATMINIMA_DATA``, else ``./data``). ``kwargs``:
+    ``root``: directory of the file-based sets (else ``$FLATMINIMA_DATA``, then ``./data``, then
+    ``/usr/share/datasets/<name>``; see :mod:`flatminima.data.locate`). ``verify``: refuse files that do not
+    match the published checksums of the official files (:mod:`flatminima.data.checksums`); ``False`` loads
+    them and ``provenance["verified"]`` says so. Another data set's official files (MNIST where Fashion-MNIST
+    was asked for) are refused either way. ``kwargs``:
     options of the source, e.g. ``teacher``'s ``dim``, ``task``, ``num_classes``, ``widths``, ``noise``,
     ``data_seed``; ``mnist1d``'s ``data_seed``.
     """
@@ -64,10 +69,25 @@ def load(
     T.check_targets(targets)
     extra_random = T.check_int(extra_random, "extra_random")
     seed = T.check_int(seed, "seed")
-    raw = source(SourceRequest(root, n_train, n_test, extra_random), **kwargs)
+    if not isinstance(verify, bool):
+        raise ConfigError(f"verify must be True or False, got {verify!r}")
+    raw = source(SourceRequest(root, n_train, n_test, extra_random, verify), **kwargs)
     if raw.is_regression:
-        return _regression_dataset(raw, name, n_train, classes, fraction, extra_random, targets, n_test)
-    return _classification_dataset(raw, name, n_train, classes, fraction, extra_random, targets, seed, n_test)
+        ds = _regression_dataset(raw, name, n_train, classes, fraction, extra_random, targets, n_test)
+    else:
+        args = (n_train, classes, fraction, extra_random, targets, seed, n_test)
+        ds = _classification_dataset(raw, name, *args)
+    transforms = {
+        "n_train": n_train,
+        "n_test": n_test,
+        "classes": None if classes is None else [int(c) for c in classes],
+        "random_labels": fraction,
+        "extra_random": extra_random,
+        "targets": targets,
+        "seed": seed,
+    }
+    ds.provenance = {"name": name, **raw.provenance, "transforms": transforms}
+    return ds
 
 
 def _classification_dataset(

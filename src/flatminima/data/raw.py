@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,8 @@ class RawData:
     CIFAR-10 do not materialise 600 MB of float32); ``scale`` is the divisor that maps them to [0, 1]
     (255 for 8-bit images, 16 for scikit-learn digits, ``None`` for already-real-valued sets).
     ``values_*``: real-valued regression targets ``[n, K]`` (teacher regression only); ``None`` for
-    classification sets, whose targets are built from the labels.
+    classification sets, whose targets are built from the labels. ``provenance``: where the arrays came from
+    (files: directory, per-file MD5, ``verified``; generated sets: the generator's settings), JSON-able.
     """
 
     x_train: np.ndarray
@@ -27,6 +29,7 @@ class RawData:
     scale: float | None = None
     values_train: np.ndarray | None = None
     values_test: np.ndarray | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_regression(self) -> bool:

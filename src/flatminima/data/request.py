@@ -8,9 +8,11 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class SourceRequest:
-    """``root``: data directory given to ``load`` (file loaders); sizes: what generated sets must produce."""
+    """``root``: data directory given to ``load`` and ``verify``: refuse files that do not match the published
+    checksums (file loaders); sizes: what generated sets must produce."""
 
     root: str | Path | None = None
     n_train: int | None = None
     n_test: int | None = None
     extra_random: int = 0
+    verify: bool = True

@@ -23,6 +23,8 @@ Decisions where the paper is silent or our scales differ from it (recorded in ev
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -36,12 +38,14 @@ from torch import nn
 from .. import data as fm_data
 from .. import models as fm_models
 from ..curvature import SharpnessProbe, linear_stability, non_uniformity, sharpness
-from ..errors import ConfigError
+from ..errors import ConfigError, DataNotFoundError
 from ..objective import Objective
 from ..training import load_checkpoint, save_checkpoint, train
+from ..training.rundir import RunLockedError
 
 __all__ = [
     "PAPER_STOP_LOSS",
+    "available_sets",
     "build_model",
     "cell",
     "check_scale",
@@ -52,6 +56,7 @@ __all__ = [
     "measure_minimum",
     "minimum_run",
     "model_config",
+    "paper_run_settings",
     "pearson",
     "show_table",
     "spearman",
@@ -62,6 +67,22 @@ __all__ = [
 PAPER_STOP_LOSS = 1e-4
 #: Largest number of logged points kept per curve in a run's metrics (plots need no more).
 MAX_CURVE_POINTS = 400
+
+
+def paper_run_settings(spec: dict[str, Any], ctx: Any, gd: bool = True) -> dict[str, Any]:
+    """Run-config keys of paper-scale sweeps: resume points every ``spec["resume_every"]`` steps, full-batch
+    runs logged every 100 steps (each log point evaluates the 10,000 test images: ~15 % of the run at every
+    25 steps), and one training cache next to the experiments (``<out>/../.train-cache``) so that identical
+    trainings are shared (see :func:`_resumable`). Empty below paper scale."""
+    if not spec.get("resume_every"):
+        return {}
+    settings: dict[str, Any] = {
+        "resume_every": spec["resume_every"],
+        "train_cache": str(Path(ctx.out_dir).absolute().parent / ".train-cache"),
+    }
+    if gd:
+        settings["log_every"] = 100
+    return settings
 
 
 def data_config(scale: str, n_train: int, dataset: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -78,6 +99,31 @@ def model_config(
     if scale == "paper":
         return {"name": paper_model, "init": "default" if init == "uniform:2.5" else init}
     return {"name": "mlp", "widths": list(widths), "init": init}
+
+
+def available_sets(
+    sets: dict[str, tuple[dict[str, Any], dict[str, Any]]], ctx: Any
+) -> tuple[dict[str, tuple[dict[str, Any], dict[str, Any]]], dict[str, str]]:
+    """Split a paper-scale table's data columns ``{name: (data_cfg, model_cfg)}`` into those whose files are
+    here and those that are not (``{name: "no data: <what is missing>"}``), loading each once (so a missing
+    file is found before any long work). Only when no column has its data is the DataNotFoundError raised;
+    below paper scale every column must load."""
+    here: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    missing: dict[str, str] = {}
+    first: DataNotFoundError | None = None
+    for name, (data_cfg, model_cfg) in sets.items():
+        try:
+            load_dataset(data_cfg, ctx.seed)
+        except DataNotFoundError as exc:
+            if ctx.scale != "paper":
+                raise
+            first = first or exc
+            missing[name] = f"no data: {str(exc).split(':')[0]} (see the data section of the README)"
+            continue
+        here[name] = (data_cfg, model_cfg)
+    if not here and first is not None:
+        raise first
+    return here, missing
 
 
 def load_dataset(cfg: dict[str, Any], seed: int = 0) -> fm_data.Dataset:
@@ -138,6 +184,34 @@ def _phase(cfg: dict[str, Any], steps_key: str = "max_steps") -> dict[str, Any]:
     return phase
 
 
+def _resumable(config: dict[str, Any], run_dir: Path, phase: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``train`` arguments of a sweep run: with ``config["resume_every"]`` (paper scale) the run is written to
+    disk with resume points every that many steps, so a sweep started again after an interruption
+    continues it (and reuses it when it had finished), with a progress bar on a terminal; otherwise in
+    memory, silently. The run goes to ``run_dir/train``, or, with ``config["train_cache"]`` and the
+    ``phase`` (with its log_every) given, to ``train_cache/<hash of data, model, seed, phase>``: two
+    experiments that train the same network the same way (Table 2's GD at eta = 0.1 and Table 3's clean
+    start minimum) then share one run."""
+    every = config.get("resume_every")
+    if not every:
+        return {"progress": False}
+    out = Path(run_dir) / "train"
+    if config.get("train_cache") and phase is not None:
+        keys = {k: config.get(k) for k in ("data", "model", "seed")}
+        digest = hashlib.sha256(json.dumps({**keys, "phase": phase}, sort_keys=True).encode()).hexdigest()
+        out = Path(config["train_cache"]) / digest[:16]
+    return {"out": out, "resume_every": int(every), "reuse_finished": True}
+
+
+def _train_waiting(*args: Any, **kwargs: Any) -> Any:
+    """``train``, waiting while another process trains the same shared run (then reusing its result)."""
+    while True:
+        try:
+            return train(*args, **kwargs)
+        except RunLockedError:
+            time.sleep(30)
+
+
 def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Sweep run function: train ``config["model"]`` on ``config["data"]`` with one phase (``optimizer`` gd |
     sgd | lbfgs, ``lr``, ``batch_size``, ``stop_loss``, ``max_steps``) from seed ``config["seed"]``, then
@@ -152,7 +226,15 @@ def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     n = len(dataset.train.x)
     # Log (and check stop_loss) about once per epoch for SGD, every 25 steps for GD / L-BFGS.
     log_every = int(config.get("log_every") or max(25, math.ceil(n / int(phase.get("batch_size") or n))))
-    result = train(model, dataset, [phase], loss="mse", seed=seed, log_every=log_every, progress=False)
+    result = _train_waiting(
+        model,
+        dataset,
+        [phase],
+        loss="mse",
+        seed=seed,
+        log_every=log_every,
+        **_resumable(config, run_dir, {**phase, "log_every": log_every}),
+    )
     out: dict[str, Any] = {
         "status": result.status,
         "steps": result.steps,
@@ -172,6 +254,9 @@ def minimum_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             save_checkpoint(model, Path(run_dir) / "final.safetensors")
     out["metrics"] = _curves(result.history, ("train_loss", "test_acc"))
     return out
+
+
+minimum_run.resumable = True  # type: ignore[attr-defined]  # the runner keeps its run directory
 
 
 def escape_verdict(
@@ -242,7 +327,7 @@ def continuation_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         seed=seed,
         log_every=int(config.get("log_every", 10)),
         probes=[probe],
-        progress=False,
+        **_resumable(config, run_dir),
     )
     losses = [r["train_loss"] for r in result.history if "train_loss" in r]
     final_a = result.final.get("sharpness", math.nan) if result.status == "finished" else math.nan
@@ -276,6 +361,9 @@ def continuation_run(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "relative_distance": distance if math.isfinite(distance) else math.nan,
         "metrics": _curves(result.history, ("train_loss", "test_acc", "sharpness")),
     }
+
+
+continuation_run.resumable = True  # type: ignore[attr-defined]
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:

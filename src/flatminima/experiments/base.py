@@ -33,6 +33,7 @@ import json
 import platform
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Any, TypeVar
 
 from .._io import atomic_write_text
 from .._threads import torch_threads
+from .._validate import short
 from ..errors import ConfigError, DataNotFoundError, unknown
 from ..runner.outcome import to_jsonable
 
@@ -68,7 +70,8 @@ class ExperimentResult:
 
     ``figures`` are PNG paths relative to ``out_dir``. ``scale`` is an addition to the issue's field list (the
     report shows it). ``passed`` is True when every row with a verdict holds, False when one fails, None when
-    no row has a verdict.
+    no row has a verdict. ``data`` maps each data set the paper used to the one we used where they differ
+    (``{"MNIST": "fashion-mnist"}``: "ours: fashion-mnist, paper: MNIST"); :meth:`RunContext.dataset_name`.
     """
 
     name: str
@@ -84,9 +87,14 @@ class ExperimentResult:
     passed: bool | None = None
     notes: str = ""
     scale: str = ""
+    data: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def data_note(self) -> str:
+        """ "ours: fashion-mnist, paper: MNIST" for each substituted data set ("" when none was)."""
+        return "; ".join(f"ours: {ours}, paper: {paper}" for paper, ours in self.data.items())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentResult:
@@ -110,8 +118,17 @@ class ExperimentResult:
         if not path.is_file():
             raise DataNotFoundError(f"no experiment result at {path}")
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, TypeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not a valid experiment result: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("rows", []), list):
+            raise ConfigError(
+                f"{path} is not a valid experiment result: expected a JSON object with a list of rows, "
+                f"got {short(data)}"
+            )
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{path} is not a valid experiment result: {exc}") from None
 
 
@@ -134,7 +151,9 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class RunContext:
-    """What an experiment's :meth:`Experiment.compute` gets: scale, output directory, executor and seed."""
+    """What an experiment's :meth:`Experiment.compute` gets: scale, output directory, executor and seed, and
+    the user's choices of data set and grid cells (``flatminima reproduce --data``, ``--seeds``, ``--lrs``,
+    ``--only``), which the experiment applies through :meth:`dataset_name` and :meth:`pick`."""
 
     scale: str
     out_dir: Path
@@ -142,6 +161,9 @@ class RunContext:
     cluster: Any = None
     seed: int = 0
     progress: bool | None = None
+    data: str | None = None
+    only: dict[str, list[Any]] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
     def run_sweep(self, sweep: Any, fn: Any, subdir: str | None = None) -> Any:
         """:func:`flatminima.runner.run_sweep` into ``out_dir`` (or ``out_dir/subdir``) with this executor."""
@@ -149,6 +171,38 @@ class RunContext:
 
         out = self.out_dir / subdir if subdir else self.out_dir
         return run_sweep(sweep, fn, out, workers=self.workers, cluster=self.cluster, progress=self.progress)
+
+    def dataset_name(self, paper: str, label: str | None = None) -> str:
+        """The data set to load where the paper used ``paper`` (a ``fm.data.load`` name): ``paper`` itself,
+        or the ``--data`` substitute at paper scale. A substitution is recorded (result ``data``), so tables
+        and reports say "ours: fashion-mnist, paper: MNIST"; ``label`` is the paper's name for it."""
+        if self.data is None or self.scale != "paper" or self.data == paper:
+            return paper
+        self.record.setdefault("data", {})[label or paper] = self.data
+        return self.data
+
+    def pick(self, axis: str, values: Sequence[Any]) -> list[Any]:
+        """The cells of grid axis ``axis`` to run: all of ``values``, or those the user asked for (in the
+        grid's order). Asking for a value the grid does not have is a :class:`ConfigError`. What was run is
+        recorded (result ``config["cells"]``) so the table can say which cells were run."""
+        wanted = self.only.get(axis)
+        if wanted is None:
+            return list(values)
+        missing = [w for w in wanted if not any(_same(w, v) for v in values)]
+        if missing:
+            raise ConfigError(
+                f"--{axis}: {', '.join(map(str, missing))} not in this experiment's {self.scale} grid "
+                f"({', '.join(map(str, values))})"
+            )
+        chosen = [v for v in values if any(_same(w, v) for w in wanted)]
+        self.record.setdefault("cells", {})[axis] = {"run": chosen, "grid": list(values)}
+        return chosen
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(float(a) - float(b)) <= 1e-12 * max(1.0, abs(float(b)))
+    return str(a) == str(b)
 
 
 @dataclass
@@ -169,6 +223,9 @@ class Experiment(ABC):
     paper: str = ""
     claim: str = ""
     scales: tuple[str, ...] = SCALES
+    #: grid axes the user may restrict with ``reproduce --only AXIS=v1,v2`` (``--seeds`` / ``--lrs`` are
+    #: shorthands for the axes ``seeds`` / ``lrs``); see :meth:`RunContext.pick`.
+    axes: tuple[str, ...] = ()
 
     @abstractmethod
     def compute(self, ctx: RunContext) -> Findings:
@@ -182,8 +239,13 @@ class Experiment(ABC):
         cluster: Any = None,
         seed: int = 0,
         progress: bool | None = None,
+        data: str | None = None,
+        only: dict[str, list[Any]] | None = None,
     ) -> ExperimentResult:
         """Validate ``scale``, run :meth:`compute`, save and return the :class:`ExperimentResult`.
+
+        ``data``: a data set to use instead of the paper's at paper scale (a ``fm.data.load`` name);
+        ``only``: grid cells to run, ``{axis: [values]}`` for axes in :attr:`axes`.
 
         The smoke and default scales run with one torch thread (their nets are too small to gain from
         intra-op parallelism and a busy machine makes 2 threads several times slower; sweeps parallelise over
@@ -193,17 +255,31 @@ class Experiment(ABC):
             raise unknown("scale", scale, self.scales)
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-        out = Path(out_dir)
+        only = dict(only or {})
+        bad_axes = sorted(set(only) - set(self.axes))
+        if bad_axes:
+            choices = ", ".join(self.axes) or "none"
+            raise ConfigError(f"{self.name} has no grid axis {', '.join(bad_axes)} (axes: {choices})")
+        if data is not None:
+            from ..data import available as data_sets
+
+            if scale != "paper":
+                raise ConfigError("--data substitutes the paper's data set: it applies at --scale paper only")
+            if data not in data_sets():
+                raise unknown("dataset", data, data_sets())
+        ctx = RunContext(scale, Path(out_dir), workers, cluster, seed, progress, data, only)
+        out = ctx.out_dir
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         try:
             with torch_threads(None if scale == "paper" else 1):
-                findings = self.compute(RunContext(scale, out, workers, cluster, seed, progress))
+                findings = self.compute(ctx)
         except BaseException:
             if created and not any(out.iterdir()):  # leave nothing behind for input errors (missing data)
                 out.rmdir()
             raise
+        recorded = {k: v for k, v in ctx.record.items() if k != "data"}  # cells run; "data" has its field
         result = ExperimentResult(
             name=self.name,
             title=self.title,
@@ -211,13 +287,14 @@ class Experiment(ABC):
             claim=self.claim,
             rows=list(findings.rows),
             figures=[str(f) for f in findings.figures],
-            config={"scale": scale, **findings.config},
+            config={"scale": scale, **findings.config, **recorded},
             seed=seed,
             seconds=time.perf_counter() - t0,
             versions=package_versions(),
             passed=verdict(list(findings.rows)),
             notes=findings.notes,
             scale=scale,
+            data=dict(ctx.record.get("data", {})),
         )
         result.save(out)
         return result

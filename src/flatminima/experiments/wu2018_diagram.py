@@ -53,6 +53,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2, 3, 4],
         "stop_loss": 1e-4,
         "max_epochs": 100_000,
+        "resume_every": 500,
     },
 }
 
@@ -66,8 +67,12 @@ class WuDiagram(Experiment):
         "every SGD minimum has a <= 2/eta and s <= (1/eta) sqrt(B(n-1)/(n-B)); s and a positively correlated"
     )
 
+    axes = ("batches", "inits", "seeds")
+
     def compute(self, ctx: RunContext) -> Findings:
-        spec = check_scale(ctx.scale, SCALES)
+        spec = dict(check_scale(ctx.scale, SCALES))
+        for axis in self.axes:
+            spec[axis] = ctx.pick(axis, spec[axis])
         data_cfg = data_config(ctx.scale, spec["n"])
         load_dataset(data_cfg, 0)
         model_cfg = model_config("paper") if ctx.scale == "paper" else model_config(ctx.scale, spec["widths"])
@@ -83,14 +88,18 @@ class WuDiagram(Experiment):
             "seed": ctx.seed,
             "measure_s": True,
         }
+        if spec.get("resume_every"):
+            base["resume_every"] = spec["resume_every"]
         grid = {
             "batch_size": spec["batches"],
             "model.init": [f"uniform:{v:g}" for v in spec["inits"]],
             "seed": [ctx.seed + s for s in spec["seeds"]],
         }
         store = ctx.run_sweep(Sweep(base, grid, name=self.name), minimum_run)
-        runs = [r for r in store.table() if r.get("status") == "finished" and math.isfinite(r["sharpness"])]
-        diverged = len(store.table()) - len(runs)
+        table_rows = store.table()
+        finished = [r for r in table_rows if r.get("status") == "finished" and math.isfinite(r["sharpness"])]
+        runs = [r for r in finished if r.get("reached")]  # eq. 9 speaks of minima: the loss threshold reached
+        diverged, budget = len(table_rows) - len(finished), len(finished) - len(runs)
         store.close()
         rows = []
         for b in spec["batches"]:
@@ -121,6 +130,11 @@ class WuDiagram(Experiment):
         )
         if diverged:
             rows.append(ComparisonRow("diverged runs (left out)", diverged, None, "reported", None))
+        if budget:
+            rows.append(
+                ComparisonRow("runs that ended above the loss threshold (not minima, left out)", budget, None,
+                              "reported", None)
+            )  # fmt: skip
         table = [
             [
                 r["batch_size"],

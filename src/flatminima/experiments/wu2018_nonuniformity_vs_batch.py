@@ -62,6 +62,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "stop_loss": 1e-4,
         "max_epochs": 100_000,
         "paper_data": "cifar10",
+        "resume_every": 500,
     },
 }
 
@@ -78,8 +79,11 @@ class WuNonUniformityVsBatch(Experiment):
     paper = "Wu, Ma & E 2018, Fig. 5"
     claim = "s <= (1/eta) sqrt(B(n-1)/(n-B)); s and a both fall as the batch size B falls (B = n is GD)"
 
+    axes = ("batches", "seeds")
+
     def compute(self, ctx: RunContext) -> Findings:
-        spec = check_scale(ctx.scale, SCALES)
+        spec = dict(check_scale(ctx.scale, SCALES))
+        spec.update(batches=ctx.pick("batches", spec["batches"]), seeds=ctx.pick("seeds", spec["seeds"]))
         extra = {"classes": [0, 1]} if spec["paper_data"] == "cifar10" else {}
         data_cfg = data_config(ctx.scale, spec["n"], spec["paper_data"], **extra)
         load_dataset(data_cfg, 0)
@@ -100,6 +104,8 @@ class WuNonUniformityVsBatch(Experiment):
             "seed": ctx.seed,
             "measure_s": True,
         }
+        if spec.get("resume_every"):
+            base["resume_every"] = spec["resume_every"]
         grid = {"batch_size": spec["batches"], "seed": [ctx.seed + s for s in spec["seeds"]]}
         store = ctx.run_sweep(Sweep(base, grid, name=self.name), minimum_run)
         runs = store.table()

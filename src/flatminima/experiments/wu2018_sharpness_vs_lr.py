@@ -11,14 +11,20 @@ Default scale: digits n = 1000, MLP 64-128-128-10 with init ``uniform:2`` (measu
 but GD at eta >= 1 catapults out more often). eta = 1.0 sits at the edge of divergence on digits: whether it
 diverges depends on rounding (thread count), and it is then shown as '-', like CIFAR10 at eta = 1 in Table 2.
 
-Verdicts (decisions where the paper is silent):
+Verdicts. Tolerances come from the paper's Table 2, whose FashionMNIST column is within 5 % of 2/eta for
+eta >= 0.05 (39.3 / 40, 19.6 / 20, 3.9 / 4, 1.9 / 2, 0.4 / 0.4):
 
-* ``a <= 2/eta`` holds within 5 % (GD at the edge of stability oscillates around the bound; Lanczos is exact
-  to 1e-4).
-* ``a ~ 2/eta`` is checked for the "larger" learning rates, defined from our own data as those whose bound
-  2/eta is below the sharpness reached at the smallest learning rate (i.e. where the stability constraint,
-  not the initialisation, limits a), within ``CLOSE_TOL`` = 30 % (the paper's FashionMNIST column is within
-  2 % for eta >= 0.05; digits minima are less sharp, so the constraint binds less tightly).
+* ``a <= 2/eta`` within 5 % (GD at the edge of stability oscillates around the bound; Lanczos is exact to
+  1e-4) for every run that reached a minimum.
+* ``a ~ 2/eta`` within 5 %: at paper scale for eta >= 0.05 (the paper's statement: "except at very small
+  eta"); on the embedded data, whose minima near the initialisation are flatter, for the learning rates whose
+  bound 2/eta is below the sharpness reached at the smallest learning rate, i.e. where the stability
+  constraint, not the initialisation, limits a.
+* A run that stopped on the step budget above the loss threshold did not reach a minimum: it is reported as
+  such and not judged. At paper scale a divergence (or collapse to a constant output) where the paper's GD
+  converged is a failure; where the paper's GD diverged too ('-' in Table 2) it agrees.
+* At paper scale a data column whose files are missing (e.g. CIFAR-10) is marked "no data"; the others run.
+  ``--lrs`` / ``--seeds`` run part of the grid; the config records which cells were run.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from typing import Any
 
 from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
-from ._wu_common import check_scale, data_config, load_dataset, minimum_run, model_config, show_table
+from ._wu_common import (
+    available_sets,
+    check_scale,
+    data_config,
+    minimum_run,
+    model_config,
+    paper_run_settings,
+    show_table,
+)
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 #: Table 2 of the paper: eta -> (FashionMNIST mean, CIFAR10 mean); None = GD diverged.
@@ -40,16 +54,18 @@ PAPER_TABLE2: dict[float, tuple[float | None, float | None]] = {
     1.0: (1.9, None),
     5.0: (0.4, None),
 }
-LE_TOL = 0.05
-CLOSE_TOL = 0.30
+LE_TOL = 0.05  # Table 2: within 5 % of 2/eta
+CLOSE_TOL = 0.05
+#: Table 2: "GD lands close to the sharpest stable minimum, a ~ 2/eta, except at very small eta" (>= 0.05).
+PAPER_CLOSE_FROM = 0.05
 
 SCALES: dict[str, dict[str, Any]] = {
     "smoke": {
         "sets": {"digits": (data_config("smoke", 200), model_config("smoke", (32, 32), "uniform:2"))},
         "lrs": [0.1, 0.5, 1.0, 4.0],
         "seeds": [0],
-        "stop_loss": 1e-3,
-        "max_steps": 600,
+        "stop_loss": 2e-2,
+        "max_steps": 1500,
     },
     "default": {
         "sets": {"digits": (data_config("default", 1000), model_config("default", init="uniform:2"))},
@@ -70,6 +86,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "seeds": [0, 1, 2, 3, 4],
         "stop_loss": 1e-4,
         "max_steps": 200_000,
+        "resume_every": 500,
     },
 }
 
@@ -90,48 +107,114 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / len(finite))
 
 
+def sharpness_rows(
+    set_name: str, stats: dict[float, dict[str, Any]], column: int, paper_scale: bool, stop_loss: float
+) -> list[ComparisonRow]:
+    """The verdict rows for one data column (see the module docstring), from the per-lr summaries
+    ``{lr: {"a", "status", "train_loss", ...}}``; ``column`` 0 = FashionMNIST, 1 = CIFAR10 in Table 2."""
+    minima = [
+        lr for lr in sorted(stats) if stats[lr]["status"] == "converged" and math.isfinite(stats[lr]["a"])
+    ]
+    reference = stats[minima[0]]["a"] if minima else math.nan  # sharpness at the smallest lr with a minimum
+    rows = []
+    for lr, st in stats.items():
+        paper_pair = PAPER_TABLE2.get(lr)
+        paper = None if paper_pair is None else paper_pair[column]
+        paper_diverged = paper_pair is not None and paper is None
+        paper_text: Any = "-" if paper_diverged else paper
+        a, bound = st["a"], 2 / lr
+        quantity = f"{set_name}: a at eta={lr:g}"
+        if st["status"] in ("diverged", "collapsed"):
+            if paper_scale and paper_pair is not None:
+                relation = "'-' as in Table 2" if paper_diverged else "GD converged in Table 2"
+                rows.append(
+                    ComparisonRow(quantity, f"- ({st['status']})", paper_text, relation, paper_diverged)
+                )
+            else:
+                rows.append(
+                    ComparisonRow(quantity, "-", paper_text, f"'-' = GD {st['status']} (2/eta = {bound:.3g})")
+                )
+            continue
+        if st["status"] != "converged":
+            rows.append(
+                ComparisonRow(
+                    quantity,
+                    a,
+                    paper_text,
+                    f"not a minimum: step budget ended at loss {st['train_loss']:.2g} > {stop_loss:g}",
+                    None,
+                )
+            )
+            continue
+        rows.append(
+            ComparisonRow(
+                quantity, a, paper_text, f"<= 2/eta = {bound:.3g} (+{LE_TOL:.0%})", a <= bound * (1 + LE_TOL)
+            )
+        )
+        close = lr >= PAPER_CLOSE_FROM if paper_scale else (bound < reference and lr != minima[0])
+        if close:
+            rows.append(
+                ComparisonRow(
+                    f"{set_name}: a / (2/eta) at eta={lr:g}",
+                    a / bound,
+                    None if paper is None else paper / bound,
+                    f"≈ 1 (±{CLOSE_TOL:.0%}, Table 2's agreement)",
+                    abs(a / bound - 1) <= CLOSE_TOL + 1e-9,  # Table 2's eta = 1 is 1.9 / 2: exactly 5 %
+                )
+            )
+    return rows
+
+
 @register
 class WuSharpnessVsLr(Experiment):
     name = "wu2018-sharpness-vs-lr"
     title = "GD selects minima with sharpness a <= 2/eta, close to 2/eta"
     paper = "Wu, Ma & E 2018, Table 2"
     claim = (
-        "a <= 2/eta for every learning rate; a ≈ 2/eta (±30%) wherever 2/eta is below the sharpness reached "
-        "at the smallest eta; '-' = GD diverged"
+        "a <= 2/eta for every learning rate; a ≈ 2/eta (±5%, Table 2) for eta >= 0.05 (paper scale) or "
+        "wherever 2/eta is below the sharpness reached at the smallest eta (embedded data); '-' = GD diverged"
     )
+
+    axes = ("lrs", "seeds")
 
     def compute(self, ctx: RunContext) -> Findings:
         spec = check_scale(ctx.scale, SCALES)
-        for data_cfg, _ in spec["sets"].values():  # DataNotFoundError before any long work
-            load_dataset(data_cfg, ctx.seed)
+        lrs, seeds = ctx.pick("lrs", spec["lrs"]), ctx.pick("seeds", spec["seeds"])
+        sets, missing = available_sets(spec["sets"], ctx)  # DataNotFoundError before any long work
         rows: list[ComparisonRow] = []
         table: list[list[Any]] = []
         per_set: dict[str, dict[str, Any]] = {}
-        for column, (set_name, (data_cfg, model_cfg)) in enumerate(spec["sets"].items()):
+        for set_name in missing:
+            rows.append(
+                ComparisonRow(f"{set_name}: a vs 2/eta", "no data", "Table 2", missing[set_name], None)
+            )
+        for set_name, (data_cfg, model_cfg) in sets.items():
+            column = list(spec["sets"]).index(set_name)
             base = {
                 "data": data_cfg,
                 "model": model_cfg,
                 "optimizer": "gd",
-                "lr": spec["lrs"][0],
+                "lr": lrs[0],
                 "stop_loss": spec["stop_loss"],
                 "max_steps": spec["max_steps"],
                 "seed": ctx.seed,
                 "measure_s": False,
             }
-            grid = {"lr": spec["lrs"], "seed": [ctx.seed + s for s in spec["seeds"]]}
+            base.update(paper_run_settings(spec, ctx))
+            grid = {"lr": lrs, "seed": [ctx.seed + s for s in seeds]}
             store = ctx.run_sweep(
                 Sweep(base, grid, name=f"{self.name}-{set_name}"), minimum_run, subdir=set_name
             )
             runs = store.table()
             curves = {}
             for rec in store.runs():
-                if rec.config["seed"] == ctx.seed:
+                if rec.config["seed"] == ctx.seed + seeds[0]:
                     points = store.metrics(rec.run_id, "train_loss")
                     curves[rec.config["lr"]] = ([p["step"] for p in points], [p["value"] for p in points])
             store.close()
-            stats = self._summarise(runs, spec["lrs"])
+            stats = self._summarise(runs, lrs)
             per_set[set_name] = {"stats": stats, "curves": curves}
-            rows += self._rows(set_name, stats, column)
+            rows += self._rows(set_name, stats, column, ctx.scale == "paper", spec["stop_loss"])
             for lr, st in stats.items():
                 table.append(
                     [
@@ -153,9 +236,10 @@ class WuSharpnessVsLr(Experiment):
             ctx.out_dir / "table.md",
         )
         figures = [self._plot_sharpness(per_set, ctx), self._plot_curves(per_set, ctx, spec["stop_loss"])]
-        config = {k: spec[k] for k in ("lrs", "seeds", "stop_loss", "max_steps")}
+        config = {k: spec[k] for k in ("stop_loss", "max_steps")}
+        config.update(lrs=lrs, seeds=seeds)
         config["sets"] = {k: {"data": d, "model": m} for k, (d, m) in spec["sets"].items()}
-        config.update(le_tolerance=LE_TOL, close_tolerance=CLOSE_TOL)
+        config.update(le_tolerance=LE_TOL, close_tolerance=CLOSE_TOL, no_data=sorted(missing))
         return Findings(
             rows=rows,
             figures=figures,
@@ -186,46 +270,10 @@ class WuSharpnessVsLr(Experiment):
         return stats
 
     @staticmethod
-    def _rows(set_name: str, stats: dict[float, dict[str, Any]], column: int) -> list[ComparisonRow]:
-        finite = [lr for lr in sorted(stats) if math.isfinite(stats[lr]["a"])]
-        reference = stats[finite[0]]["a"] if finite else math.nan  # sharpness at the smallest stable lr
-        rows = []
-        for lr, st in stats.items():
-            paper_pair = PAPER_TABLE2.get(lr)
-            paper = None if paper_pair is None else (paper_pair[column] if column < 2 else None)
-            paper_text = "-" if paper_pair is not None and paper is None else paper
-            a, bound = st["a"], 2 / lr
-            if not math.isfinite(a):
-                rows.append(
-                    ComparisonRow(
-                        f"{set_name}: a at eta={lr:g}",
-                        "-",
-                        paper_text,
-                        f"'-' = GD diverged / collapsed ({st['status']}; 2/eta = {bound:.3g})",
-                        None,
-                    )
-                )
-                continue
-            rows.append(
-                ComparisonRow(
-                    f"{set_name}: a at eta={lr:g}",
-                    a,
-                    paper_text,
-                    f"<= 2/eta = {bound:.3g} (+{LE_TOL:.0%})",
-                    a <= bound * (1 + LE_TOL),
-                )
-            )
-            if bound < reference and lr != finite[0]:
-                rows.append(
-                    ComparisonRow(
-                        f"{set_name}: a / (2/eta) at eta={lr:g}",
-                        a / bound,
-                        None if paper is None else paper / bound,
-                        f"≈ 1 (±{CLOSE_TOL:.0%})",
-                        abs(a / bound - 1) <= CLOSE_TOL,
-                    )
-                )
-        return rows
+    def _rows(
+        set_name: str, stats: dict[float, dict[str, Any]], column: int, paper_scale: bool, stop_loss: float
+    ) -> list[ComparisonRow]:
+        return sharpness_rows(set_name, stats, column, paper_scale, stop_loss)
 
     @staticmethod
     def _plot_sharpness(per_set: dict[str, dict[str, Any]], ctx: RunContext) -> str:

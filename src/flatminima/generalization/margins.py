@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import check_float
 from ..errors import ConfigError
 from ..objective import Objective
 
@@ -59,8 +60,7 @@ def margins(obj: Objective, labels: Tensor | None = None, normalize: float = 1.0
     labels = class_labels(obj.y) if labels is None else labels
     if labels is None:
         raise ConfigError("margins need class labels: the targets carry no classes")
-    if normalize <= 0:
-        raise ConfigError(f"normalize must be positive, got {normalize}")
+    normalize = check_float("normalize", normalize, gt=0)
     with torch.no_grad():
         values = (functional_margins(obj.outputs(), labels) / normalize).double().cpu().numpy()
     return MarginStats(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import check_float, check_int, check_seed
 from ..errors import ConfigError
 from ..objective import Objective
 
@@ -46,9 +47,11 @@ def perturbation_error(
     labels = class_labels(obj.y) if labels is None else labels
     if labels is None:
         raise ConfigError("perturbation error needs class labels: the targets carry no classes")
-    if repeats < 1:
-        raise ConfigError(f"repeats must be positive, got {repeats}")
-    g = torch.Generator().manual_seed(seed)
+    repeats = check_int("repeats", repeats, ge=1)
+    gammas = [check_float("gamma", gamma, ge=0) for gamma in gammas]
+    if not gammas:
+        raise ConfigError("gammas must list at least one noise level")
+    g = torch.Generator().manual_seed(check_seed(seed))
     labels = labels.to(obj.device)
     errors = np.zeros(len(gammas))
     size = obj.chunk_size or obj.n

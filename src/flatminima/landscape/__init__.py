@@ -1,6 +1,10 @@
 """Loss-landscape probes: flatness radius, slices, simplex interpolation, trajectories/MDS, branching,
-averaging."""
+averaging.
 
+The plot functions (``plot_slice``, ...) are imported on first use: ``import flatminima`` does not load
+matplotlib."""
+
+from .._lazy import lazy_exports
 from .averaging import AveragingResult, align, average_models, compare_averaging
 from .branching import Branch, BranchingResult, branching, perturb
 from .directions import (
@@ -13,12 +17,27 @@ from .directions import (
 )
 from .evaluate import PlaneFn, class_labels, evaluate_plane, evaluate_points, plane_evaluator
 from .mds import MDSResult, classical_mds, cosine_dissimilarity, euclidean_distances, trajectory_mds
-from .plots import plot_mds, plot_simplex, plot_slice, plot_surface
 from .radius import flatness_radius, radii_along
 from .simplex import SimplexResult, simplex_grid, simplex_interpolation
 from .slices import Slice, evaluate_model, interpolate, recompute_bn, slice_1d, slice_2d
 from .store import GridStore
 from .trajectory import TrainFn, WeightRecorder, flat_params, load_flat, sgd_train_fn
+
+__getattr__ = lazy_exports(
+    __name__,
+    dict.fromkeys(
+        (
+            "direction_labels",
+            "plot_mds",
+            "plot_simplex",
+            "plot_slice",
+            "plot_surface",
+            "slice_figure",
+            "surface_figure",
+        ),
+        ".plots",
+    ),
+)
 
 __all__ = [
     "AveragingResult",
@@ -39,6 +58,7 @@ __all__ = [
     "classical_mds",
     "compare_averaging",
     "cosine_dissimilarity",
+    "direction_labels",
     "euclidean_distances",
     "evaluate_model",
     "evaluate_plane",
@@ -65,5 +85,7 @@ __all__ = [
     "simplex_interpolation",
     "slice_1d",
     "slice_2d",
+    "slice_figure",
+    "surface_figure",
     "trajectory_mds",
 ]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .._progress import progress_bar
+from .._validate import check_float, check_int, check_seed
 from ..errors import ConfigError
 from ..estimate import Estimate
 from ..objective import Objective
@@ -47,11 +48,17 @@ def radii_along(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Radii r(w, d_j, eps) along each row of ``directions`` ``[T, p]`` (rows need not be unit: r is in units
     of the given vector). Returns ``(radii [T], censored mask [T], number of loss evaluations)``."""
-    if eps <= 0 or tol <= 0 or r_init <= 0 or r_max <= r_init:
-        raise ConfigError(
-            f"need eps > 0, tol > 0 and 0 < r_init < r_max; got {eps}, {tol}, {r_init}, {r_max}"
-        )
+    eps = check_float("eps", eps, gt=0)
+    tol = check_float("tol", tol, gt=0, lt=1)
+    r_min = check_float("r_min", r_min, gt=0)
+    r_init = check_float("r_init", r_init, gt=r_min)
+    r_max = check_float("r_max", r_max, gt=r_init)
+    check_int("batch_points", batch_points, ge=1)
+    if directions.dim() != 2 or directions.shape[1] != obj.num_params:
+        raise ConfigError(f"directions must have shape [T, {obj.num_params}], got {tuple(directions.shape)}")
     base = obj.value()
+    if not math.isfinite(base):
+        raise ConfigError(f"the loss at the base point is {base}: a flatness radius needs a finite loss")
     count = len(directions)
     lo = np.zeros(count)
     hi = np.full(count, np.inf)
@@ -102,8 +109,10 @@ def flatness_radius(
     with ``value`` the mean radius, ``std`` (ddof=1), ``stderr`` = std / sqrt(T), ``samples`` the
     per-direction radii, and ``extra`` = {eps, tol, params, censored, evaluations, base_loss}.
     """
-    if directions < 1:
-        raise ConfigError(f"directions must be positive, got {directions}")
+    directions = check_int("directions", directions, ge=1)
+    eps = check_float("eps", eps, gt=0)
+    tol = check_float("tol", tol, gt=0, lt=1)
+    check_seed(seed)
     start = time.perf_counter()
     dirs = random_unit_directions(obj, directions, params=params, seed=seed)
     radii, censored, evaluations = radii_along(

@@ -15,12 +15,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._validate import check_int
 from ..errors import ConfigError
 from ..objective import Objective
-from .evaluate import evaluate_plane
+from .budget import check_grid_size, check_grid_time
+from .evaluate import plane_evaluator
 
-__all__ = ["SimplexResult", "simplex_grid", "simplex_interpolation"]
+__all__ = ["SimplexResult", "simplex_grid", "simplex_interpolation", "simplex_points"]
 
+_VALUES = 7  # per point: 3 barycentric weights, 2 plot coordinates, loss, accuracy
 VERTICES = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3.0) / 2.0]])
 
 
@@ -38,12 +41,23 @@ class SimplexResult:
         return {k: getattr(self, k).tolist() for k in ("lambdas", "xy", "loss", "accuracy")}
 
 
+def simplex_points(resolution: int) -> int:
+    """Number of grid points, (r + 1)(r + 2) / 2 for ``resolution`` r."""
+    r = check_int("resolution", resolution, ge=1)
+    return (r + 1) * (r + 2) // 2
+
+
 def simplex_grid(resolution: int) -> np.ndarray:
-    """All barycentric points (i, j, k) / resolution with i + j + k = resolution, shape ``[m, 3]``."""
-    if resolution < 1:
-        raise ConfigError(f"resolution must be positive, got {resolution}")
-    pts = [(i, j, resolution - i - j) for i in range(resolution + 1) for j in range(resolution + 1 - i)]
-    return np.array(pts, dtype=np.float64) / resolution
+    """All barycentric points (i, j, k) / resolution with i + j + k = resolution, shape ``[m, 3]``, ordered by
+    i, then j (memory checked first: ~``values_per_point`` x 100 B per point, see :mod:`.budget`)."""
+    m = simplex_points(resolution)
+    check_grid_size(
+        [m], f"a simplex of resolution {resolution}", values_per_point=_VALUES, hint="use a lower resolution"
+    )
+    counts = resolution + 1 - np.arange(resolution + 1)  # points with first coordinate i
+    i = np.repeat(np.arange(resolution + 1), counts)
+    j = np.arange(m) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.stack([i, j, resolution - i - j], axis=1).astype(np.float64) / resolution
 
 
 def simplex_interpolation(
@@ -58,5 +72,9 @@ def simplex_interpolation(
     w = w.to(obj.device, obj.dtype)
     lambdas = simplex_grid(resolution)
     dirs = torch.stack([w[0] - w[2], w[1] - w[2]])
-    loss, acc = evaluate_plane(obj, w[2], dirs, lambdas[:, :2], batch_points=batch_points)
+    evaluate = plane_evaluator(obj, w[2], dirs, batch_points=batch_points)
+    check_grid_time(
+        evaluate, lambdas[:, :2], len(lambdas), f"the simplex of resolution {resolution}", batch_points
+    )
+    loss, acc = evaluate(lambdas[:, :2])
     return SimplexResult(lambdas=lambdas, xy=lambdas @ VERTICES, loss=loss, accuracy=acc)

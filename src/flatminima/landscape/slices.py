@@ -1,16 +1,21 @@
 """1-D and 2-D slices of the training loss (Li et al. 2018; Goodfellow et al. 2015 for interpolation).
 
-A slice evaluates I(origin + a d1 [+ b d2]) on a grid, row by row, with one :func:`plane_evaluator` per grid
-(first layer assembled from precomputed passes; Linear chains streamed point by point on CPU), and each
-finished row is written to the optional ``store`` file (:class:`GridStore`), so an interrupted 51 x 51 grid
-resumes where it stopped. Directions come from :mod:`.directions` (filter-normalized random, top Hessian
-eigenvectors, PCA of a trajectory); :func:`interpolate` is the 1-D segment w(alpha) = (1 - alpha) w_a + alpha
-w_b, optionally with the BatchNorm running statistics recomputed at every point.
+A slice evaluates I(origin + a d1 [+ b d2]) on a grid, block by block (a row of a 2-D grid, up to ~1000 blocks
+of a 1-D line), with one :func:`plane_evaluator` per grid (first layer assembled from precomputed passes;
+Linear chains streamed point by point on CPU), and each finished block is written to the optional ``store``
+file (:class:`GridStore`), so an interrupted 51 x 51 grid or 10^6-point line resumes where it stopped. Before
+any work the axes are checked (finite, strictly increasing, at least two points) and so is the size: a grid
+that would not fit in this machine's memory, or (timed on a few points of the grid itself) would take more
+than a week, is refused with the estimate in the message (:mod:`.budget`). Directions come from
+:mod:`.directions` (filter-normalized random, top Hessian eigenvectors, PCA of a trajectory);
+:func:`interpolate` is the 1-D segment w(alpha) = (1 - alpha) w_a + alpha w_b, optionally with the BatchNorm
+running statistics recomputed at every point.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +26,14 @@ from torch import Tensor, nn
 
 from .._io import atomic_write_json
 from .._progress import progress_bar
+from .._validate import short
 from ..errors import ConfigError
 from ..objective import Objective
+from .budget import check_grid_size, check_grid_time
 from .evaluate import class_labels, plane_evaluator
 from .store import GridStore, fingerprint
 
-__all__ = ["Slice", "interpolate", "slice_1d", "slice_2d"]
+__all__ = ["Slice", "check_axis", "interpolate", "slice_1d", "slice_2d"]
 
 
 @dataclass
@@ -71,22 +78,60 @@ def _grid(
     batch_points: int,
     extra_meta: dict[str, Any] | None = None,
 ) -> Slice:
+    axes = [check_axis(name, a) for name, a in zip(("xs", "ys"), axes, strict=False)]
+    check_grid_size([len(a) for a in axes], f"a {' x '.join(str(len(a)) for a in axes)} {kind} slice")
     origin = obj.theta if origin is None else origin.to(obj.device, obj.dtype)
-    meta = {"kind": kind, "fingerprint": fingerprint(origin, directions), **(extra_meta or {})}
+    meta = {
+        "kind": kind,
+        "fingerprint": fingerprint(origin, directions),
+        "loss": obj.loss_name,
+        **(extra_meta or {}),
+    }
     grid = GridStore(store, axes, meta)
     xs = grid.axes[0]
     rows = grid.axes[1] if len(axes) > 1 else np.zeros(1)
     todo = np.flatnonzero(~grid.done)
     evaluate = plane_evaluator(obj, origin, directions, batch_points=batch_points)  # set up once per grid
+
+    def coords_of(block: int) -> np.ndarray:
+        row, cols = grid.blocks[block]
+        x = xs[cols]
+        return np.stack([x, np.full_like(x, rows[row])], axis=1)[:, : len(axes)]
+
+    if len(todo):
+        remaining = sum(len(xs[grid.blocks[b][1]]) for b in todo)
+        check_grid_time(evaluate, coords_of(int(todo[0])), remaining, f"the {kind} slice", batch_points)
     with progress_bar(len(todo), f"{kind} slice") as bar:
-        for row in todo:
-            coords = np.stack([xs, np.full_like(xs, rows[row])], axis=1)[:, : len(axes)]
-            loss, acc = evaluate(coords)
-            grid.put_row(int(row), loss, acc)
+        for block in todo:
+            loss, acc = evaluate(coords_of(int(block)))
+            grid.put_block(int(block), loss, acc)
             bar.advance()
     if len(axes) == 1:
         return Slice(grid.axes, grid.loss[0], grid.accuracy[0], kind=kind, meta=meta)
     return Slice(grid.axes, grid.loss, grid.accuracy, kind=kind, meta=meta)
+
+
+def _describe(origin: Tensor | None, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The slice's description for its plots: what the centre is, plus the caller's ``meta`` (``norm``,
+    ``bias_bn``, ``eigenvalues``, ``explained``, ``centre``: see ``plots.direction_labels``)."""
+    return {"centre": "model's weights" if origin is None else "origin", **(meta or {})}
+
+
+def check_axis(name: str, values: np.ndarray | Sequence[float]) -> np.ndarray:
+    """``values`` as a float64 array if they are finite and strictly increasing, at least two of them."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a 1-D array of numbers, got {short(values)}") from None
+    if a.ndim != 1 or len(a) < 2:
+        raise ConfigError(f"{name} must be a 1-D array of at least two coordinates, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ConfigError(f"{name} must be finite, got {short(a.tolist())}")
+    if not (np.diff(a) > 0).all():
+        raise ConfigError(
+            f"{name} must be strictly increasing (a degenerate grid repeats a point), got {short(a.tolist())}"
+        )
+    return a
 
 
 def slice_1d(
@@ -97,10 +142,16 @@ def slice_1d(
     store: str | Path | None = None,
     batch_points: int = 16,
     kind: str = "random",
+    meta: dict[str, Any] | None = None,
 ) -> Slice:
-    """I(origin + a d) for a in ``xs`` (origin: the objective's base point by default)."""
+    """I(origin + a d) for a in ``xs`` (origin: the objective's base point by default).
+
+    ``kind`` and ``meta`` describe the direction for the plots and the JSON (e.g. ``kind="random",
+    meta={"norm": "filter"}``; see :func:`flatminima.landscape.plots.direction_labels`).
+    """
+    extra = _describe(origin, meta)
     origin = obj.theta if origin is None else origin
-    return _grid(obj, origin, direction.reshape(1, -1), [np.asarray(xs)], kind, store, batch_points)
+    return _grid(obj, origin, direction.reshape(1, -1), [np.asarray(xs)], kind, store, batch_points, extra)
 
 
 def slice_2d(
@@ -114,14 +165,17 @@ def slice_2d(
     batch_points: int = 16,
     kind: str = "random",
     path: np.ndarray | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Slice:
     """I(origin + a d1 + b d2) on the grid ``xs`` x ``ys``; ``loss[j, i]`` is at (xs[i], ys[j]).
 
     ``path``: optional ``[T, 2]`` coordinates of a trajectory drawn on the contour plot (PCA slices).
+    ``kind`` and ``meta`` describe the directions for the plots (as in :func:`slice_1d`).
     """
+    extra = _describe(origin, meta)
     origin = obj.theta if origin is None else origin
     dirs = torch.stack([d1.reshape(-1), d2.reshape(-1)]).to(obj.device, obj.dtype)
-    out = _grid(obj, origin, dirs, [np.asarray(xs), np.asarray(ys)], kind, store, batch_points)
+    out = _grid(obj, origin, dirs, [np.asarray(xs), np.asarray(ys)], kind, store, batch_points, extra)
     out.path = None if path is None else np.asarray(path)
     return out
 
@@ -135,15 +189,18 @@ def interpolate(
     bn_data: Tensor | None = None,
     store: str | Path | None = None,
     batch_points: int = 16,
+    names: tuple[str, str] = ("w_a", "w_b"),
 ) -> Slice:
     """Loss and accuracy along w(alpha) = (1 - alpha) w_a + alpha w_b (default alphas: -0.5..1.5, 41 points).
+
+    ``names``: what the end points are (e.g. two run names), shown on the plot at alpha = 0 and alpha = 1.
 
     ``bn_recompute=True`` re-estimates every BatchNorm layer's running mean/variance at each point from
     ``bn_data`` (default: the objective's inputs) with a cumulative average (momentum=None) in train mode
     before evaluating in eval mode: the averaged weights do not match the end points' statistics. That path
     evaluates point by point (statistics are a per-point computation).
     """
-    alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else np.asarray(alphas, dtype=np.float64)
+    alphas = np.linspace(-0.5, 1.5, 41) if alphas is None else check_axis("alphas", alphas)
     theta_a = theta_a.to(obj.device, obj.dtype)
     direction = theta_b.to(obj.device, obj.dtype) - theta_a
     if not bn_recompute:
@@ -155,7 +212,9 @@ def interpolate(
             store=store,
             batch_points=batch_points,
             kind="interpolation",
+            meta={"endpoints": list(names), "centre": names[0]},
         )
+    check_grid_size([len(alphas)], f"a {len(alphas)}-point interpolation")
     bns = [m for m in obj.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         raise ConfigError("bn_recompute=True but the model has no BatchNorm layer")
@@ -169,7 +228,13 @@ def interpolate(
             losses.append(loss)
             accs.append(acc)
             bar.advance()
-    meta = {"kind": "interpolation", "bn_recompute": True, "fingerprint": fingerprint(theta_a, direction)}
+    meta = {
+        "kind": "interpolation",
+        "bn_recompute": True,
+        "fingerprint": fingerprint(theta_a, direction),
+        "loss": obj.loss_name,
+        "endpoints": list(names),
+    }
     return Slice([alphas], np.array(losses), np.array(accs), kind="interpolation", meta=meta)
 
 

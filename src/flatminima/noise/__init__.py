@@ -1,6 +1,9 @@
 """Gradient-noise statistics: per-example gradients, normality, diffusion-matrix spectrum, FFT of
-trajectories."""
+trajectories.
 
+The plot functions are imported on first use: ``import flatminima`` does not load matplotlib."""
+
+from .._lazy import lazy_exports
 from .diffusion import (
     DiffusionSpectrum,
     architecture_score,
@@ -9,8 +12,15 @@ from .diffusion import (
     temperature,
 )
 from .gradients import ComponentNoise, gradient_noise, per_example_gradients, pick_examples
-from .plots import plot_diffusion_spectrum, plot_gradient_histograms, plot_increment_spectrum
 from .spectral import IncrementSpectrum, autocorrelation, increment_spectrum
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        name: ".plots"
+        for name in ("plot_diffusion_spectrum", "plot_gradient_histograms", "plot_increment_spectrum")
+    },
+)
 
 __all__ = [
     "ComponentNoise",

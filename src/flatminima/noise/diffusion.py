@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validate import check_float, check_int
 from ..errors import ConfigError
 from ..objective import Objective
 from .gradients import per_example_gradients, pick_examples
@@ -38,8 +39,8 @@ __all__ = ["DiffusionSpectrum", "architecture_score", "diffusion_spectrum", "tem
 def temperature(lr: float, batch_size: int, n: int | None = None, replacement: bool = True) -> float:
     """SGD temperature beta^{-1}: eta/(2b) with replacement, (eta/(2b))(1 - b/N) without (thesis Lemma
     6.3)."""
-    if lr <= 0 or batch_size < 1:
-        raise ConfigError(f"need lr > 0 and batch_size >= 1, got {lr}, {batch_size}")
+    lr = check_float("lr", lr, gt=0)
+    batch_size = check_int("batch_size", batch_size, ge=1)
     t = lr / (2.0 * batch_size)
     if replacement:
         return t

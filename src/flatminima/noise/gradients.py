@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from scipy import stats
 from torch import Tensor
 
 from .._progress import progress_bar
+from .._validate import check_int, check_seed
 from ..errors import ConfigError
 from ..objective import Objective
 
@@ -32,10 +34,12 @@ MAX_ENTRIES = 512 * 2**20
 
 def pick_examples(obj: Objective, examples: int | None, seed: int) -> Tensor:
     """Indices of ``examples`` examples drawn without replacement (seeded); all examples for ``None``."""
-    if examples is None or examples >= obj.n:
+    seed = check_seed(seed)
+    if examples is None:
         return torch.arange(obj.n)
-    if examples < 2:
-        raise ConfigError(f"examples must be at least 2, got {examples}")
+    examples = check_int("examples", examples, ge=2)
+    if examples >= obj.n:
+        return torch.arange(obj.n)
     g = torch.Generator().manual_seed(seed)
     return torch.randperm(obj.n, generator=g)[:examples].sort().values
 
@@ -127,14 +131,17 @@ def gradient_noise(
     ``components``: a count (drawn seeded among the components whose per-example gradients vary) or explicit
     indices into the flat vector. ``examples``: use a seeded subset of the data as the population of size N.
     """
+    samples = check_int("samples", samples, ge=2)  # a standard deviation needs two minibatches
+    batch_sizes = [check_int("batch size", b, ge=1) for b in batch_sizes]
+    if not batch_sizes:
+        raise ConfigError("batch_sizes must list at least one batch size")
     index = pick_examples(obj, examples, seed)
     n = len(index)
-    if any(b < 1 or b > n for b in batch_sizes):
-        raise ConfigError(f"batch sizes must lie in [1, {n}], got {list(batch_sizes)}")
+    if any(b > n for b in batch_sizes):
+        raise ConfigError(f"batch sizes must lie in [1, {n}], got {batch_sizes}")
     rng = np.random.default_rng(seed)
-    if isinstance(components, int):
-        if components < 1:
-            raise ConfigError(f"components must be positive, got {components}")
+    if isinstance(components, Integral) and not isinstance(components, bool):
+        components = check_int("components", components, ge=1)
         probe = per_example_gradients(obj, index[: min(n, 64)]).double().cpu().numpy()
         varying = np.flatnonzero(probe.std(axis=0) > 0)
         pool = varying if len(varying) else np.arange(obj.num_params)

@@ -4,6 +4,17 @@
 attribute ``needs_closure`` is True evaluate several gradients per step: ``step(closure)`` calls the closure
 several times and every call must draw a FRESH minibatch, call ``backward`` and return the loss (grads are
 zeroed before each call). The others follow the usual ``loss.backward(); opt.step()`` protocol.
+
+PyTorch conventions kept by all of them:
+
+* every hyper-parameter (``lr``, ``inner_lr``, ``L``, ``gamma``, ``temperature``, ``alpha``, ``rho``, ``J``,
+  ...) lives in ``param_groups`` (per-group values; a schedule or user code may change them between steps,
+  the next step uses them); values that must agree across groups (``L``) are checked at the step;
+* parameters with ``requires_grad=False`` are skipped (never moved, no noise);
+* ``state_dict()`` holds everything needed to resume bit for bit: momentum buffers, replicas, the step
+  counter ``t`` and the noise generator's state (``seed=`` / ``generator=``; the loaded state wins);
+* a closure that leaves no gradient is a :class:`~flatminima.errors.ConfigError`; a step whose closure
+  raises is undone (parameters and generator as before it), so it can be retried.
 """
 
 from __future__ import annotations

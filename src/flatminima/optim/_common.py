@@ -5,8 +5,10 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,20 +21,89 @@ Closure = Callable[..., Tensor | float]
 
 
 class CountedOptimizer(Optimizer):
-    """An Optimizer with a step counter ``t`` (driving noise schedules, scoping, annealing) that is saved in
-    ``state_dict`` so a run resumed from a checkpoint continues the schedules where they were."""
+    """An Optimizer with a step counter ``t`` (driving noise schedules and annealing) and an optional noise
+    ``generator``, both saved in ``state_dict``, so a run resumed from a checkpoint continues bit for bit.
+
+    ``state_dict()`` adds ``"t"`` and, when the optimizer draws its noise from its own generator (``seed=`` or
+    ``generator=``), ``"noise_generator": {"state": ByteTensor, "device": str}``: the generator's state after
+    the draws the algorithm has consumed (:class:`GaussianNoise` gives back draws made ahead and not used).
+    ``load_state_dict`` restores both; the loaded generator state wins over the instance's own seed (an
+    optimizer built without a generator gets one). Noise from torch's global generator (no ``seed=``, no
+    ``generator=``) is not part of the optimizer: save ``torch.get_rng_state()`` with the checkpoint.
+    """
 
     t: int = 0
+    generator: torch.Generator | None = None
 
     def state_dict(self) -> dict:  # type: ignore[override]
         sd = super().state_dict()
         sd["t"] = self.t
+        if self.generator is not None:
+            gen = self.generator
+            sd["noise_generator"] = {"state": gen.get_state(), "device": str(gen.device)}
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:  # type: ignore[override]
         state_dict = dict(state_dict)
         self.t = int(state_dict.pop("t", 0))
+        saved = state_dict.pop("noise_generator", None)
         super().load_state_dict(state_dict)
+        if saved is not None:
+            self._load_generator(saved)
+
+    def _load_generator(self, saved: dict) -> None:
+        try:
+            state, device = saved["state"], torch.device(saved["device"])
+            if self.generator is None or self.generator.device != device:
+                self.generator = torch.Generator(device=device)
+                if hasattr(self, "noise_ahead"):
+                    self.noise_ahead = noise_ahead_possible(self.generator)  # now ours alone
+            self.generator.set_state(state)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ConfigError(f"state_dict: unusable noise_generator entry ({exc})") from None
+
+    @contextmanager
+    def undo_on_error(self, params: Sequence[Tensor], saved: Sequence[Tensor]) -> Iterator[None]:
+        """Make a step all-or-nothing: when the block raises (a closure that fails in the middle of an inner
+        loop, Ctrl-C), ``params`` get their values ``saved`` at the start of the step back and the noise
+        generator its state, so the step can be retried and continues exactly as if it never ran."""
+        state = self.generator.get_state() if self.generator is not None else None
+        try:
+            yield
+        except BaseException:
+            with torch.no_grad():
+                torch._foreach_copy_(list(params), list(saved))
+            if state is not None:
+                self.generator.set_state(state)  # type: ignore[union-attr]
+            raise
+
+    def trainable(self, group: dict) -> list[Tensor]:
+        """The parameters of ``group`` that this optimizer moves: those with ``requires_grad`` (frozen ones
+        are skipped, as torch's optimizers skip them)."""
+        return [p for p in group["params"] if p.requires_grad]
+
+    def active_groups(self) -> list[tuple[dict, list[Tensor]]]:
+        """``(group, trainable parameters)`` for every group with at least one trainable parameter;
+        ConfigError when there is none (an all-frozen model)."""
+        out = [(g, ps) for g in self.param_groups if (ps := self.trainable(g))]
+        if not out:
+            name = type(self).__name__
+            raise ConfigError(f"{name}: every parameter has requires_grad=False; there is nothing to train")
+        return out
+
+    def shared(self, key: str) -> Any:
+        """The value of ``key`` in every param group; ConfigError when the groups disagree (e.g. ``L``: the
+        closure evaluates the whole model, so every group takes the same number of inner steps)."""
+        values = {repr(g[key]): g[key] for g in self.param_groups}
+        if len(values) != 1:
+            raise ConfigError(f"{key} must be the same in every param group, got {sorted(values)}")
+        return next(iter(values.values()))
+
+
+def group_value(key: str) -> property:
+    """A read-only attribute holding ``param_groups[0][key]`` (the first group's hyper-parameter, kept as an
+    attribute for convenience; change it in ``param_groups``, where schedules and per-group values live)."""
+    return property(lambda self: self.param_groups[0][key], doc=f"``param_groups[0][{key!r}]``.")
 
 
 def check_positive(name: str, value: float, allow_zero: bool = False, allow_inf: bool = False) -> float:
@@ -117,7 +188,9 @@ class GaussianNoise:
     drawing the next noise overlaps the caller's gradient computation instead of following it. The draws
     are the same ``normal_`` calls on the same generator in the same order, so the numbers (and the
     generator's state afterwards) are bit-identical to drawing synchronously. Use as a context manager (or
-    call :meth:`close`) so that a loop that stops early waits for the draw in flight.
+    call :meth:`close`) so that a loop that stops early waits for the draw in flight and gives it back:
+    :meth:`close` resets the generator to its state before that unused draw, so the generator always holds
+    exactly the draws handed out (what an optimizer's ``state_dict`` saves for an exact resume).
     """
 
     def __init__(
@@ -136,6 +209,7 @@ class GaussianNoise:
         self.views: list[Tensor] | None = None
         self._future: Future | None = None
         self._left = 0
+        self._rewind: Tensor | None = None
         if same and on_device:
             sizes = [t.numel() for t in self.tensors]
             self.flat = torch.empty(sum(sizes), dtype=first.dtype, device=first.device)
@@ -152,12 +226,17 @@ class GaussianNoise:
         if self.then is not None:
             self.then(views)
 
+    def _fill_ahead(self, flat: Tensor, views: list[Tensor]) -> None:
+        """:meth:`_fill` in the noise thread, remembering the generator state before the draw."""
+        self._rewind = self.generator.get_state()  # type: ignore[union-attr]
+        self._fill(flat, views)
+
     def _submit(self) -> None:
         """Start the next announced draw into the buffer not being read; swap the two."""
         self._buffers.reverse()
         if self._left:
             self._left -= 1
-            self._future = _noise_worker().submit(self._fill, *self._buffers[0])
+            self._future = _noise_worker().submit(self._fill_ahead, *self._buffers[0])
 
     def next(self) -> list[Tensor]:
         """The next draw (after ``then``), shaped like the tensors; valid until the following call."""
@@ -181,10 +260,14 @@ class GaussianNoise:
             torch._foreach_add_(self.tensors, self.next(), alpha=scale)
 
     def close(self) -> None:
-        """Wait for a draw still in flight (after a loop that stopped before its last step)."""
+        """After a loop that stopped before its last step: wait for the draw made ahead, then give it back
+        (reset the generator to its state before that draw, which was never handed out)."""
         if self._future is not None:
             self._future.result()
             self._future = None
+            self._left = 0
+            if self._rewind is not None:
+                self.generator.set_state(self._rewind)  # type: ignore[union-attr]
 
     def __enter__(self) -> GaussianNoise:
         return self
@@ -215,12 +298,14 @@ def add_noise_(tensors: Sequence[Tensor], scale: float, generator: torch.Generat
 def scope_schedule(
     gamma: float | None, scoping: float, coupling: float | None, coupling_growth: float | None
 ) -> tuple[float, float]:
-    """Resolve the two parameterizations of scoping to ``(gamma0, factor)``: gamma_t = gamma0 * factor**t.
+    """Resolve the two parameterizations of scoping to ``(gamma0, scoping)``: gamma_{t+1} = gamma_t (1 -
+    scoping).
 
     Scope (thesis Sec. 3.2.3): gamma_t = gamma0 (1 - gamma1)^t, gamma shrinks (``gamma``,
     ``scoping`` = gamma1).
     Coupling (ICLR paper / public code): g_t = g0 (1 + g1)^t grows, gamma_t = 1 / g_t (``coupling`` = g0,
-    ``coupling_growth`` = g1). The two agree when 1 - gamma1 = 1 / (1 + g1).
+    ``coupling_growth`` = g1). The two agree when 1 - gamma1 = 1 / (1 + g1), so the coupling form is stored as
+    gamma0 = 1 / g0 and scoping = g1 / (1 + g1).
     """
     if coupling is not None:
         if gamma is not None:
@@ -229,18 +314,25 @@ def scope_schedule(
         g1 = check_positive("coupling_growth", coupling_growth or 0.0, allow_zero=True)
         if scoping:
             raise ConfigError("scoping= goes with gamma=; with coupling= use coupling_growth=")
-        return (math.inf if g0 == 0 else 1.0 / g0), 1.0 / (1.0 + g1)
+        return (math.inf if g0 == 0 else 1.0 / g0), 1.0 - 1.0 / (1.0 + g1)
     if coupling_growth:
         raise ConfigError("coupling_growth= needs coupling=; with gamma= use scoping=")
     gamma0 = check_positive("gamma", 1.0 if gamma is None else gamma, allow_inf=True)
-    return gamma0, 1.0 - check_fraction("scoping", scoping)
+    return gamma0, check_fraction("scoping", scoping)
 
 
-def scope_at(gamma0: float, factor: float, t: int, gamma_min: float = 0.0) -> float:
-    """gamma_t = max(gamma0 * factor**t, gamma_min) (inf stays inf)."""
-    if math.isinf(gamma0):
-        return gamma0
-    return max(gamma0 * factor**t, gamma_min)
+def scoped(group: dict, key: str = "gamma") -> float:
+    """The scope of a param group this step: ``max(group[key], group[key + "_min"])`` (inf stays inf)."""
+    return max(float(group[key]), float(group[f"{key}_min"]))
+
+
+def advance_scope(groups: Iterable[dict], keys: Sequence[str] = ("gamma",)) -> None:
+    """After an outer step: group[key] <- max(group[key] (1 - group["scoping"]), group[key + "_min"]) for
+    every group and key (thesis Sec. 3.2.3 and eq. 5.10, written as a per-step update so that a schedule may
+    also change the value in the group, as torch's schedulers change ``lr``)."""
+    for group in groups:
+        for key in keys:
+            group[key] = max(float(group[key]) * (1.0 - float(group["scoping"])), float(group[f"{key}_min"]))
 
 
 def inv(value: float) -> float:
@@ -260,11 +352,25 @@ def zero_grads(params: Iterable[Tensor]) -> None:
 
 
 def call_closure(closure: Closure, params: Sequence[Tensor], **kwargs: object) -> Tensor:
-    """Zero the grads, evaluate ``closure`` with grad enabled (it must call ``backward``), return the loss."""
+    """Zero the grads, evaluate ``closure`` with grad enabled (it must call ``backward``), return the loss.
+
+    ConfigError when the closure left no gradient on any of ``params`` (it forgot ``loss.backward()``, or
+    the loss does not depend on the trainable parameters): a step on no gradient would be silent nonsense.
+    """
     zero_grads(params)
     with torch.enable_grad():
         loss = closure(**kwargs) if kwargs else closure()
+    check_gradients(params)
     return loss if isinstance(loss, Tensor) else torch.tensor(float(loss))
+
+
+def check_gradients(params: Iterable[Tensor]) -> None:
+    """ConfigError unless at least one of ``params`` has a ``.grad`` (see :func:`call_closure`)."""
+    if all(p.grad is None for p in params):
+        raise ConfigError(
+            "the closure produced no gradient: it must compute the loss from the model, call "
+            "loss.backward() and return the loss (no parameter has a .grad after the call)"
+        )
 
 
 def accepts_keyword(fn: Callable[..., object], name: str) -> bool:

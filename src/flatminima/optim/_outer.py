@@ -2,7 +2,8 @@
 
 Entropy-SGD, HJ, HEAT (thesis Ch. 3-4) all estimate the gradient of a smoothed loss with L inner gradient
 evaluations and then take one outer step x <- x - lr * d (SGD with optional Nesterov momentum, or Adam). The
-scope gamma_t = gamma0 * factor^t advances after every outer step (see ``_common.scope_schedule``).
+scope gamma lives in every param group and shrinks after every outer step, gamma <- max(gamma (1 - scoping),
+gamma_min) (see ``_common.scope_schedule`` and ``_common.advance_scope``).
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from torch import Tensor
 from ..errors import ConfigError
 from ._common import (
     CountedOptimizer,
+    advance_scope,
     check_fraction,
     check_positive,
     make_generator,
     momentum_direction,
     noise_ahead_possible,
-    scope_at,
     scope_schedule,
+    scoped,
 )
 
 
 class SmoothingOptimizer(CountedOptimizer):
-    """Common state: all parameters as one flat list, the outer-step counter ``t`` and the scope ``gamma``."""
+    """Common state: the outer-step counter ``t``, the noise generator, and per param group the scope
+    ``gamma`` (current value), ``gamma_min`` and ``scoping`` next to ``lr`` and the optimizer's other
+    hyper-parameters (``defaults``)."""
 
     needs_closure = True
 
@@ -46,35 +50,31 @@ class SmoothingOptimizer(CountedOptimizer):
         check_positive("lr", defaults["lr"], allow_zero=True)
         check_fraction("momentum", defaults.get("momentum", 0.0))
         check_positive("weight_decay", defaults.get("weight_decay", 0.0), allow_zero=True)
+        gamma0, scoping = scope_schedule(gamma, scoping, coupling, coupling_growth)
+        gamma_min = check_positive("gamma_min", gamma_min, allow_zero=True)
+        defaults = {**defaults, "gamma": max(gamma0, gamma_min), "gamma_min": gamma_min, "scoping": scoping}
         super().__init__(params, defaults)
-        self.gamma0, self.scope_factor = scope_schedule(gamma, scoping, coupling, coupling_growth)
-        self.gamma_min = check_positive("gamma_min", gamma_min, allow_zero=True)
         self.generator = make_generator(generator, seed)
         self.noise_ahead = noise_ahead_possible(self.generator) and generator is None  # seed=: ours alone
         self.t = 0
 
     @property
     def gamma(self) -> float:
-        """The current scope gamma_t = max(gamma0 factor^t, gamma_min) (thesis Sec. 3.2.3)."""
-        return scope_at(self.gamma0, self.scope_factor, self.t, self.gamma_min)
+        """The current scope of the first param group, max(gamma, gamma_min) (thesis Sec. 3.2.3)."""
+        return scoped(self.param_groups[0])
 
     @property
     def coupling(self) -> float:
-        """The current coupling 1 / gamma_t (the ICLR paper's / public code's parameterization)."""
+        """The current coupling 1 / gamma (the ICLR paper's / public code's parameterization)."""
         return 0.0 if math.isinf(self.gamma) else 1.0 / self.gamma
 
-    def all_params(self) -> list[Tensor]:
-        return [p for g in self.param_groups for p in g["params"]]
-
     @torch.no_grad()
-    def outer_step(self, directions: list[Tensor]) -> None:
-        """x <- x - lr * d per group, with (Nesterov) momentum on d when ``momentum > 0``; then t += 1."""
-        i = 0
-        for group in self.param_groups:
-            params = group["params"]
-            d = directions[i : i + len(params)]
-            i += len(params)
+    def outer_step(self, active: list[tuple[dict, list[Tensor]]], directions: list[list[Tensor]]) -> None:
+        """x <- x - lr * d per group, with (Nesterov) momentum on d when ``momentum > 0``; then the scopes
+        shrink and t += 1."""
+        for (group, params), d in zip(active, directions, strict=True):
             self.group_update(group, params, d)
+        advance_scope(self.param_groups)
         self.t += 1
 
     def group_update(self, group: dict, params: list[Tensor], d: list[Tensor]) -> None:

@@ -14,7 +14,15 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ._common import Closure, CountedOptimizer, add_noise_, check_positive, grads_of, make_generator
+from ._common import (
+    Closure,
+    CountedOptimizer,
+    add_noise_,
+    check_gradients,
+    check_positive,
+    grads_of,
+    make_generator,
+)
 
 NoiseSchedule = str | Callable[[int], float]
 
@@ -44,7 +52,10 @@ class SGDL(CountedOptimizer):
     steps, or a callable ``t -> gamma'_t``). The noise is drawn from ``generator`` (or a generator seeded with
     ``seed``): same seed, same trajectory. With a constant noise and learning rate, the stationary law of the
     full-batch version (GDL) is exp(-U/T)/Z with T = gamma'^2 / (2 gamma) (small-step limit).
-    ``weight_decay`` adds ``weight_decay * f`` to the gradient.
+    ``weight_decay`` adds ``weight_decay * f`` to the gradient. All hyper-parameters live in ``param_groups``;
+    parameters without a gradient (frozen, or unused by the loss) are skipped as in torch's SGD, and a
+    closure (optional) that left no gradient at all is a ConfigError. ``state_dict`` holds t and the noise
+    generator's state: a resumed run continues bit for bit.
     """
 
     needs_closure = False
@@ -82,8 +93,9 @@ class SGDL(CountedOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+            check_gradients([p for g in self.param_groups for p in self.trainable(g)])
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params = [p for p in self.trainable(group) if p.grad is not None]
             if not params:
                 continue
             lr, scale = self._scales(group)

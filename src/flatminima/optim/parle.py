@@ -26,30 +26,33 @@ from ._common import (
     Closure,
     CountedOptimizer,
     accepts_keyword,
+    advance_scope,
     call_closure,
     check_fraction,
     check_int,
     check_positive,
     grads_of,
+    group_value,
     inv,
     make_generator,
     momentum_direction,
     noise_ahead_possible,
     require_closure,
-    scope_at,
+    scoped,
 )
-from .entropy import local_entropy_inner_loop
+from .entropy import InnerGroup, inner_loop
 
 __all__ = ["ElasticSGD", "Parle", "VmapReplicaClosure"]
 
 
-def _scoping_factor(scoping: float | None, batches_per_epoch: int | None) -> float:
-    """Per-outer-step factor of eq. 5.10: 1 - 1/(2B) from ``batches_per_epoch`` B, or 1 - ``scoping``."""
+def _scoping(scoping: float | None, batches_per_epoch: int | None) -> float:
+    """Per-outer-step shrink of eq. 5.10: gamma, rho <- (1 - scoping) gamma, rho with scoping = 1/(2B) from
+    ``batches_per_epoch`` B, or ``scoping`` itself."""
     if scoping is not None and batches_per_epoch is not None:
         raise ConfigError("pass either scoping= or batches_per_epoch= (eq. 5.10 uses 1 - 1/(2B)), not both")
     if batches_per_epoch is not None:
-        return 1.0 - 1.0 / (2.0 * check_int("batches_per_epoch", batches_per_epoch))
-    return 1.0 - check_fraction("scoping", scoping or 0.0)
+        return 1.0 / (2.0 * check_int("batches_per_epoch", batches_per_epoch))
+    return check_fraction("scoping", scoping or 0.0)
 
 
 class ReplicaOptimizer(CountedOptimizer):
@@ -60,6 +63,12 @@ class ReplicaOptimizer(CountedOptimizer):
     momentum (Remark 5.3). We average the replicas *after* their update (Gauss-Seidel order, as in a
     parallel implementation where the master receives the replicas' new weights), so with n = 1 and
     rho = inf the model follows the single replica exactly.
+
+    Hyper-parameters live in ``param_groups`` (``lr``, ``momentum``, ``nesterov``, ``weight_decay``, ``rho``
+    (current value; scoping updates it after every step), ``rho_min``, ``scoping``, ``ref_lr``, and Parle's
+    own); ``n_replicas`` is structural (the replicas' stacked tensors) and an attribute. Parameters with
+    ``requires_grad=False`` get no replicas and are not moved. ``state_dict`` holds the replicas, the
+    momentum buffers, t and the noise generator's state.
     """
 
     needs_closure = True
@@ -80,26 +89,35 @@ class ReplicaOptimizer(CountedOptimizer):
         check_positive("lr", defaults["lr"], allow_zero=True)
         check_fraction("momentum", defaults["momentum"])
         check_positive("weight_decay", defaults["weight_decay"], allow_zero=True)
+        rho = check_positive("rho", rho, allow_inf=True)
+        rho_min = check_positive("rho_min", rho_min, allow_zero=True)
+        defaults = dict(
+            defaults,
+            rho=max(rho, rho_min),
+            rho_min=rho_min,
+            scoping=_scoping(scoping, batches_per_epoch),
+            ref_lr=None if ref_lr is None else check_positive("ref_lr", ref_lr, allow_zero=True),
+        )
         super().__init__(params, defaults)
         self.n_replicas = check_int("n_replicas", n_replicas)
-        self.rho0 = check_positive("rho", rho, allow_inf=True)
-        self.rho_min = check_positive("rho_min", rho_min, allow_zero=True)
-        self.scope_factor = _scoping_factor(scoping, batches_per_epoch)
-        self.ref_lr = None if ref_lr is None else check_positive("ref_lr", ref_lr, allow_zero=True)
         self.generator = make_generator(generator, seed)
         self.noise_ahead = noise_ahead_possible(self.generator) and generator is None  # seed=: ours alone
         self.t = 0
 
+    scope_keys: tuple[str, ...] = ("rho",)
+
     @property
     def rho(self) -> float:
-        """rho_k = max(rho0 (1 - 1/(2B))^{floor(k/L)}, rho_min) (eq. 5.10; k/L counts outer steps)."""
-        return scope_at(self.rho0, self.scope_factor, self.t, self.rho_min)
+        """rho_k = max(rho0 (1 - 1/(2B))^{floor(k/L)}, rho_min) (eq. 5.10; k/L counts outer steps), of the
+        first param group."""
+        return scoped(self.param_groups[0], "rho")
 
     def all_params(self) -> list[Tensor]:
-        return [p for g in self.param_groups for p in g["params"]]
+        return [p for g in self.param_groups for p in self.trainable(g)]
 
     def replicas(self) -> list[Tensor]:
-        """The stacked replicas ``[n, *p.shape]`` per parameter (created at x if no step was taken yet)."""
+        """The stacked replicas ``[n, *p.shape]`` per trainable parameter (created at x if no step was taken
+        yet)."""
         out = []
         for p in self.all_params():
             st = self.state[p]
@@ -112,55 +130,94 @@ class ReplicaOptimizer(CountedOptimizer):
         return {"replica": a} if a is not None and accepts_keyword(closure, "replica") else {}
 
     def replica_direction(
-        self, closure: Closure, params: list[Tensor], xa: list[Tensor], a: int, x: list[Tensor]
+        self,
+        closure: Closure,
+        active: list[tuple[dict, list[Tensor]]],
+        params: list[Tensor],
+        xa: list[Tensor],
+        a: int | None,
+        x: list[Tensor],
     ) -> tuple[list[Tensor], Tensor]:
-        """Direction d^a (the replica moves by -lr d^a) and the loss at x^a; ``params`` hold x^a on entry."""
+        """Direction d^a (the replica moves by -lr d^a) and the loss at x^a; ``params`` hold x^a on entry and
+        are split into the groups of ``active`` in order."""
         raise NotImplementedError
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         closure = require_closure(closure, type(self).__name__)
+        active = self.active_groups()
         params = self.all_params()
         reps = self.replicas()
         x = [p.detach().clone() for p in params]
         dirs = [torch.empty_like(r) for r in reps]
-        losses = []
+        with self.undo_on_error(params, x):
+            losses = self._directions(closure, active, params, reps, x, dirs)
+        i = 0
+        for group, ps in active:
+            k = len(ps)
+            gd = momentum_direction(
+                self.state, ps, dirs[i : i + k], group["momentum"], group["nesterov"], key="replica_momentum"
+            )
+            torch._foreach_add_(reps[i : i + k], gd, alpha=-group["lr"])
+            means = [r.mean(dim=0) for r in reps[i : i + k]]
+            if group["ref_lr"] is None:
+                torch._foreach_copy_(ps, means)
+            else:
+                torch._foreach_copy_(ps, x[i : i + k])
+                step = group["ref_lr"] * self.n_replicas * inv(scoped(group, "rho"))
+                torch._foreach_add_(ps, torch._foreach_sub(x[i : i + k], means), alpha=-step)
+            i += k
+        advance_scope(self.param_groups, self.scope_keys)
+        self.t += 1
+        return torch.tensor(sum(losses) / len(losses))
+
+    def _directions(
+        self,
+        closure: Closure,
+        active: list[tuple[dict, list[Tensor]]],
+        params: list[Tensor],
+        reps: list[Tensor],
+        x: list[Tensor],
+        dirs: list[Tensor],
+    ) -> list[float]:
+        """Fill ``dirs[i][a]`` with every replica's direction; return the replicas' losses."""
+        losses: list[float] = []
         if getattr(closure, "vectorized", False):  # all replicas at once (VmapReplicaClosure)
             vec = closure
             y = [r.clone() for r in reps]
             xb = [xi.unsqueeze(0).expand_as(r) for xi, r in zip(x, reps, strict=True)]
-            d, loss = self.replica_direction(lambda: vec(y), y, reps, None, xb)
+            d, loss = self.replica_direction(lambda: vec(y), active, y, reps, None, xb)
             torch._foreach_copy_(dirs, d)
             losses.append(float(loss))
         for a in range(0 if losses else self.n_replicas):
             xa = [r[a] for r in reps]
             torch._foreach_copy_(params, xa)
-            d, loss = self.replica_direction(closure, params, xa, a, x)
+            d, loss = self.replica_direction(closure, active, params, xa, a, x)
             losses.append(float(loss))
             for buf, di in zip(dirs, d, strict=True):
                 buf[a].copy_(di)
-        i = 0
-        for group in self.param_groups:
-            k = len(group["params"])
-            gd = momentum_direction(
-                self.state,
-                group["params"],
-                dirs[i : i + k],
-                group["momentum"],
-                group["nesterov"],
-                key="replica_momentum",
-            )
-            torch._foreach_add_(reps[i : i + k], gd, alpha=-group["lr"])
-            i += k
-        means = [r.mean(dim=0) for r in reps]
-        if self.ref_lr is None:
-            torch._foreach_copy_(params, means)
-        else:
-            torch._foreach_copy_(params, x)
-            step = self.ref_lr * self.n_replicas * inv(self.rho)
-            torch._foreach_add_(params, torch._foreach_sub(x, means), alpha=-step)
-        self.t += 1
-        return torch.tensor(sum(losses) / len(losses))
+        return losses
+
+
+def _split(tensors: list[Tensor], active: list[tuple[dict, list[Tensor]]]) -> list[list[Tensor]]:
+    """``tensors`` (one per trainable parameter, in order) cut into the groups of ``active``."""
+    out, i = [], 0
+    for _, ps in active:
+        out.append(tensors[i : i + len(ps)])
+        i += len(ps)
+    return out
+
+
+def _elastic_pull(
+    d: list[Tensor], active: list[tuple[dict, list[Tensor]]], xa: list[Tensor], x: list[Tensor]
+) -> list[Tensor]:
+    """d + (x^a - x) / rho per group (eqs. 5.4a, 5.8c); groups with rho = inf keep d."""
+    out = []
+    for (group, _), di, xi, ri in zip(active, _split(d, active), _split(xa, active), _split(x, active),
+                                      strict=True):  # fmt: skip
+        coupling = inv(scoped(group, "rho"))
+        out += torch._foreach_add(di, torch._foreach_sub(xi, ri), alpha=coupling) if coupling else di
+    return out
 
 
 class ElasticSGD(ReplicaOptimizer):
@@ -192,16 +249,21 @@ class ElasticSGD(ReplicaOptimizer):
         )
 
     def replica_direction(
-        self, closure: Closure, params: list[Tensor], xa: list[Tensor], a: int, x: list[Tensor]
+        self,
+        closure: Closure,
+        active: list[tuple[dict, list[Tensor]]],
+        params: list[Tensor],
+        xa: list[Tensor],
+        a: int | None,
+        x: list[Tensor],
     ) -> tuple[list[Tensor], Tensor]:
         loss = call_closure(closure, params, **self._closure_kwargs(closure, a))
-        d = grads_of(params)
-        wd = self.param_groups[0]["weight_decay"]
-        if wd:
-            d = torch._foreach_add(d, xa, alpha=wd)
-        if inv(self.rho):
-            d = torch._foreach_add(d, torch._foreach_sub(xa, x), alpha=inv(self.rho))
-        return d, loss
+        d = []
+        for (group, _), gi, xi in zip(active, _split(grads_of(params), active), _split(xa, active),
+                                      strict=True):  # fmt: skip
+            wd = group["weight_decay"]
+            d += torch._foreach_add(gi, xi, alpha=wd) if wd else gi
+        return _elastic_pull(d, active, xa, x), loss
 
 
 class Parle(ReplicaOptimizer):
@@ -221,7 +283,11 @@ class Parle(ReplicaOptimizer):
     ``inner_lr`` defaults to ``lr`` (eta^(0) = eta_0, the initial learning rate). gamma or rho = inf switch
     their terms off. Special cases (thesis Sec. 5.3.1, tested): SGD (L = 1, n = 1, gamma = rho = inf; step
     lr (1 - alpha) inner_lr), Elastic-SGD (L = 1, gamma = inf), Entropy-SGD (n = 1, rho = inf).
+    ``L``, ``inner_lr``, ``alpha``, ``gamma``, ``gamma_min``, ``inner_momentum`` and ``temperature`` live in
+    ``param_groups`` with the Elastic-SGD ones (``L`` shared by all groups).
     """
+
+    scope_keys = ("gamma", "rho")
 
     def __init__(
         self,
@@ -246,48 +312,56 @@ class Parle(ReplicaOptimizer):
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ) -> None:
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        gamma = check_positive("gamma", gamma, allow_inf=True)
+        gamma_min = check_positive("gamma_min", gamma_min, allow_zero=True)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            L=check_int("L", L),
+            inner_lr=check_positive("inner_lr", lr if inner_lr is None else inner_lr),
+            alpha=check_fraction("alpha", alpha),
+            gamma=max(gamma, gamma_min),
+            gamma_min=gamma_min,
+            inner_momentum=check_fraction("inner_momentum", inner_momentum),
+            temperature=check_positive("temperature", temperature, allow_zero=True),
+        )
         super().__init__(
             params, defaults, n_replicas, rho, rho_min, scoping, batches_per_epoch, ref_lr, generator, seed
         )
-        self.L = check_int("L", L)
-        self.inner_lr = check_positive("inner_lr", lr if inner_lr is None else inner_lr)
-        self.alpha = check_fraction("alpha", alpha)
-        self.gamma0 = check_positive("gamma", gamma, allow_inf=True)
-        self.gamma_min = check_positive("gamma_min", gamma_min, allow_zero=True)
-        self.inner_momentum = check_fraction("inner_momentum", inner_momentum)
-        self.temperature = check_positive("temperature", temperature, allow_zero=True)
+
+    L = group_value("L")
+    inner_lr = group_value("inner_lr")
+    alpha = group_value("alpha")
+    temperature = group_value("temperature")
+    inner_momentum = group_value("inner_momentum")
 
     @property
     def gamma(self) -> float:
-        """gamma_k = max(gamma0 (1 - 1/(2B))^{floor(k/L)}, gamma_min) (eq. 5.10)."""
-        return scope_at(self.gamma0, self.scope_factor, self.t, self.gamma_min)
+        """gamma_k = max(gamma0 (1 - 1/(2B))^{floor(k/L)}, gamma_min) (eq. 5.10), of the first group."""
+        return scoped(self.param_groups[0])
 
     def replica_direction(
-        self, closure: Closure, params: list[Tensor], xa: list[Tensor], a: int, x: list[Tensor]
+        self,
+        closure: Closure,
+        active: list[tuple[dict, list[Tensor]]],
+        params: list[Tensor],
+        xa: list[Tensor],
+        a: int | None,
+        x: list[Tensor],
     ) -> tuple[list[Tensor], Tensor]:
         z = [t.clone() for t in xa]
-        loss = local_entropy_inner_loop(
-            closure,
-            params,
-            xa,
-            z,
-            self.gamma,
-            self.L,
-            self.inner_lr,
-            self.alpha,
-            self.temperature,
-            self.inner_momentum,
-            self.param_groups[0]["nesterov"],
-            self.param_groups[0]["weight_decay"],
-            self.generator,
-            self._closure_kwargs(closure, a),
-            self.noise_ahead,
-        )
-        d = torch._foreach_sub(xa, z)
-        if inv(self.rho):
-            d = torch._foreach_add(d, torch._foreach_sub(xa, x), alpha=inv(self.rho))
-        return d, loss
+        groups = [
+            InnerGroup.of(group, p, xi, zi)
+            for (group, _), p, xi, zi in zip(
+                active, _split(params, active), _split(xa, active), _split(z, active), strict=True
+            )
+        ]
+        steps = check_int("L", self.shared("L"))
+        kwargs = self._closure_kwargs(closure, a)
+        loss = inner_loop(closure, groups, steps, self.generator, kwargs, self.noise_ahead)
+        return _elastic_pull(torch._foreach_sub(xa, z), active, xa, x), loss
 
 
 class VmapReplicaClosure:

@@ -17,7 +17,16 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from ._common import Closure, GaussianNoise, call_closure, check_int, grads_of, require_closure
+from ._common import (
+    Closure,
+    GaussianNoise,
+    call_closure,
+    check_int,
+    grads_of,
+    group_value,
+    require_closure,
+    scoped,
+)
 from ._outer import SmoothingOptimizer
 from .entropy import EntropySGD, _default_scope
 
@@ -68,7 +77,9 @@ class HeatSGD(SmoothingOptimizer):
     Entropy-SGD's (``scoping`` or ``coupling``/``coupling_growth``); L = 20 (Sec. 4.6.1.3). Each of the L
     closure calls sees a fresh minibatch and a fresh perturbation drawn from ``generator``. Optional Nesterov
     ``momentum`` on the averaged gradient. ``step`` returns the mean loss over the L perturbed points (an
-    estimate of the smoothed loss).
+    estimate of the smoothed loss). ``lr``, ``momentum``, ``nesterov``, ``weight_decay``, ``L``, ``gamma``
+    (current value), ``gamma_min`` and ``scoping`` live in ``param_groups`` (``L`` shared by all groups);
+    parameters with ``requires_grad=False`` are neither perturbed nor moved.
     """
 
     def __init__(
@@ -87,8 +98,9 @@ class HeatSGD(SmoothingOptimizer):
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ) -> None:
-        self.L = check_int("L", L)
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        defaults = dict(
+            lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, L=check_int("L", L)
+        )
         super().__init__(
             params,
             defaults,
@@ -101,23 +113,38 @@ class HeatSGD(SmoothingOptimizer):
             seed,
         )
 
+    L = group_value("L")
+
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> Tensor:  # type: ignore[override]
         closure = require_closure(closure, "HeatSGD")
-        params = self.all_params()
+        active = self.active_groups()
+        steps = check_int("L", self.shared("L"))
+        params = [p for _, ps in active for p in ps]
         x = [p.detach().clone() for p in params]
         acc = [torch.zeros_like(p) for p in params]
-        sigma = 0.0 if math.isinf(self.gamma) else math.sqrt(self.gamma)
+        sigmas = [0.0 if math.isinf(scoped(g)) else math.sqrt(scoped(g)) for g, _ in active]
+        bounds = [0]
+        for _, ps in active:
+            bounds.append(bounds[-1] + len(ps))
         total = 0.0
-        with GaussianNoise(params, self.generator, self.L if self.noise_ahead and sigma else 0) as noise:
-            for _ in range(self.L):
-                noise.add_(sigma)
+        ahead = steps if self.noise_ahead and any(sigmas) else 0
+        with self.undo_on_error(params, x), GaussianNoise(params, self.generator, ahead) as noise:
+            for _ in range(steps):
+                if any(sigmas):
+                    draw = noise.next()
+                    for sigma, lo, hi in zip(sigmas, bounds, bounds[1:], strict=False):
+                        if sigma:
+                            torch._foreach_add_(params[lo:hi], draw[lo:hi], alpha=sigma)
                 total += float(call_closure(closure, params))
                 torch._foreach_add_(acc, grads_of(params))
                 torch._foreach_copy_(params, x)
-        torch._foreach_mul_(acc, 1.0 / self.L)
-        wd = self.param_groups[0]["weight_decay"]
-        if wd:
-            torch._foreach_add_(acc, params, alpha=wd)
-        self.outer_step(acc)
-        return torch.tensor(total / self.L)
+        torch._foreach_mul_(acc, 1.0 / steps)
+        directions = []
+        for (group, ps), lo, hi in zip(active, bounds, bounds[1:], strict=False):
+            d = acc[lo:hi]
+            if group["weight_decay"]:
+                torch._foreach_add_(d, ps, alpha=group["weight_decay"])
+            directions.append(d)
+        self.outer_step(active, directions)
+        return torch.tensor(total / steps)

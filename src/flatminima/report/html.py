@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from html import escape
+from pathlib import Path
 
 from ..experiments.base import ExperimentResult
 from .collect import Found
@@ -38,17 +39,27 @@ def _comparison_html(result: ExperimentResult) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def embed_png(path: Path, caption: str) -> str:
+    """A ``<figure>`` with the PNG at ``path`` embedded as base64 (or a "not found" note)."""
+    if not path.is_file():
+        return f"<p class='missing'>figure not found: {escape(caption)}</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f"<figure><img alt='{escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
+
+
+def page(title: str, body: str) -> str:
+    """A complete self-contained HTML page (the report's style sheet inline)."""
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>\n"
+    )
+
+
 def _figures_html(found: Found) -> str:
-    parts = []
-    for fig in found.result.figures:
-        path = found.directory / fig
-        if not path.is_file():
-            parts.append(f"<p class='missing'>figure not found: {escape(str(fig))}</p>")
-            continue
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f"<figure><img alt='{escape(fig)}' src='data:image/png;base64,{data}'>")
-        parts.append(f"<figcaption>{escape(fig)}</figcaption></figure>")
-    return "".join(parts)
+    return "".join(embed_png(found.directory / fig, fig) for fig in found.result.figures)
 
 
 def _section(found: Found) -> str:
@@ -58,6 +69,7 @@ def _section(found: Found) -> str:
     parts = [
         f"<section id='{escape(r.name)}'><h2>{escape(r.name)}: {escape(r.title)}</h2>",
         f"<p><em>{escape(r.paper)}</em></p><p><strong>Claim:</strong> {escape(r.claim)}</p>",
+        f"<p><strong>Data:</strong> {escape(r.data_note())}</p>" if r.data else "",
         f"<p><strong>Verdict:</strong> <span class='holds-{r.passed}'>{HOLDS_MARK[r.passed]}</span>",
         f" &middot; scale {escape(r.scale or '?')} &middot; seed {r.seed}",
         f" &middot; wall time {r.seconds:.1f} s</p>",
@@ -79,9 +91,8 @@ def render_html(found: list[Found]) -> str:
         f"<td class='num'>{f.result.seconds:.1f}</td></tr>"
         for f in found
     )
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>flatminima report</title>"
-        f"<style>{_CSS}</style></head><body><h1>flatminima report</h1>"
+    table = (
         "<table><tr><th>experiment</th><th>title</th><th>scale</th><th>passed</th><th>seconds</th></tr>"
-        f"{overview}</table>{''.join(_section(f) for f in found)}</body></html>\n"
+        f"{overview}</table>"
     )
+    return page("flatminima report", table + "".join(_section(f) for f in found))

@@ -24,6 +24,8 @@ def render_markdown(found: list[Found], root: Path) -> str:
         r = f.result
         lines += [f"## {r.name}: {r.title}", ""]
         lines += [f"*{r.paper}*. Claim: {r.claim}", ""]
+        if r.data:
+            lines += [f"Data: **{r.data_note()}**", ""]
         lines += [
             f"Verdict: **{_verdict(r.passed)}** (scale {r.scale or '?'}, seed {r.seed}, {r.seconds:.1f} s)",
             "",

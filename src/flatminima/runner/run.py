@@ -2,12 +2,19 @@
 
 Resume contract: run ids hash the resolved config, and a run's results and its ``done`` status are committed
 together, so invoking the same sweep again after a crash (even SIGKILL) skips the finished runs, redoes the
-others from scratch (their partial rows and their run directory are deleted first, so a redone run cannot see
-a half-written file of its aborted attempt) and ends with the same table as an uninterrupted sweep. Runs that
+others (their partial rows are deleted first, and their run directory too, so a redone run cannot see a
+half-written file of its aborted attempt) and ends with the same table as an uninterrupted sweep. A run
+function with the attribute ``resumable = True`` keeps its run directory instead: it continues its own work
+from there (the experiments' training runs resume from their last resume point, ``fm.train``). Runs that
 failed are redone too. The run function is not part of the run id: change it, and use a new ``out_dir``.
 
 Only one coordinator may write an experiment directory at a time (an exclusive ``flock`` on
 ``results.sqlite.lock``, released by the OS even on SIGKILL); a second concurrent sweep gets a ConfigError.
+
+Bad input leaves nothing behind: when a sweep that created its folder, database and lock in this call fails
+with an input error before recording any run (an unreachable ``cluster``, a run function that cannot be
+sent to workers), it removes exactly what it created. An interrupted or crashed sweep keeps its database: it
+is the state the next invocation resumes from.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._progress import progress_bar, progress_enabled
-from ..errors import ConfigError
+from ..errors import ConfigError, FlatminimaError
 from . import executors
 from .outcome import Outcome
 from .store import DB_NAME, DONE, ResultsStore
@@ -55,6 +62,34 @@ def _writer_lock(out_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet, None if it exists."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _remove_created(out: Path, created: list[Path], top: Path | None) -> None:
+    """Remove the files this sweep created (database with its WAL files, lock) and the folders it made."""
+    for path in created:
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            p.unlink(missing_ok=True)
+    if top is None:
+        return
+    folder = out
+    while True:  # empty folders up to and including the outermost one created
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
+        folder = folder.parent
 
 
 def _describe(point: Point) -> str:
@@ -101,7 +136,27 @@ def run_sweep(
     if not callable(fn):
         raise ConfigError(f"run function must be callable, got {fn!r}")
     out = Path(out_dir)
+    top = _first_missing(out)
     out.mkdir(parents=True, exist_ok=True)
+    created = [p for p in (out / DB_NAME, out / f"{DB_NAME}.lock") if not p.exists()]
+    recorded: list[str] = []  # run ids recorded by this call
+    try:
+        return _run_locked(sweep, fn, out, workers, cluster, progress, recorded)
+    except FlatminimaError:
+        if not recorded and len(created) == 2:  # a fresh database holding no result: ours, and empty
+            _remove_created(out, created, top)
+        raise
+
+
+def _run_locked(
+    sweep: Sweep,
+    fn: RunFn,
+    out: Path,
+    workers: int,
+    cluster: Any,
+    progress: bool | None,
+    recorded: list[str],
+) -> ResultsStore:
     points = sweep.expand()
     by_id = {p.run_id: p for p in points}
     show = progress_enabled() if progress is None else progress
@@ -110,8 +165,9 @@ def run_sweep(
         store = ResultsStore(out, create=True)
         store.register(points)
         todo = store.reset_unfinished(by_id)
-        for rid in todo:
-            shutil.rmtree(run_dir(out, rid), ignore_errors=True)
+        if not getattr(fn, "resumable", False):
+            for rid in todo:
+                shutil.rmtree(run_dir(out, rid), ignore_errors=True)
         tasks = [(rid, by_id[rid].config, str(run_dir(out, rid))) for rid in todo]
         args = (tasks, fn, workers, cluster)
         skipped = len(points) - len(todo)
@@ -121,6 +177,7 @@ def run_sweep(
             with progress_bar(len(tasks), title, enabled=show) as bar, closing(_outcomes(*args)) as outcomes:
                 for outcome in outcomes:
                     store.record(outcome)
+                    recorded.append(outcome.run_id)
                     n_failed += outcome.status != DONE
                     _status_line(console, outcome, by_id[outcome.run_id])
                     bar.advance()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -34,9 +35,11 @@ def execute_run(fn: RunFn, config: dict[str, Any], run_dir: str, run_id: str) ->
 
 
 def limit_threads() -> None:
-    """One thread per worker: the BLAS/OpenMP environment variables and torch's intra-op pool."""
+    """One thread per worker: the BLAS/OpenMP environment variables and torch's intra-op pool. Workers draw
+    no progress bars of their own (they would garble the coordinator's)."""
     for var in THREAD_ENV_VARS:
         os.environ[var] = "1"
+    os.environ["FLATMINIMA_PROGRESS"] = "0"
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -71,11 +74,13 @@ def _exit_when_coordinator_dies(coordinator: int, period: float) -> None:
 
 
 def init_pool_worker(coordinator: int) -> None:
-    """Process-pool initializer: single-threaded, and exit when the coordinator dies (e.g. SIGKILL).
+    """Process-pool initializer: single-threaded, SIGINT ignored, exit when the coordinator dies (SIGKILL).
 
     Without the watchdog, workers of a killed coordinator would finish their current run and then wait
     forever; with forkserver they would also keep the fork server alive (each child holds its liveness pipe),
     so watching the parent pid is not enough: the coordinator's pid is watched instead.
     """
     limit_threads()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the coordinator
+    # alone handles it (and terminates the workers), instead of every worker printing a traceback
     threading.Thread(target=_exit_when_coordinator_dies, args=(coordinator, 0.5), daemon=True).start()

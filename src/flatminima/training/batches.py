@@ -41,6 +41,17 @@ class BatchStream:
         """Passes over the data so far (examples drawn / n)."""
         return self.examples / self.n
 
+    def state_dict(self) -> dict[str, object]:
+        """Position in the current epoch (resume points); the generator's state is saved by the trainer."""
+        return {"examples": self.examples, "pos": self._pos, "order": self._order}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.examples = int(state["examples"])  # type: ignore[call-overload]
+        self._pos = int(state["pos"])  # type: ignore[call-overload]
+        order = state["order"]
+        self._order = None if order is None else order.clone()  # type: ignore[union-attr]
+
     def next(self) -> Tensor | None:
         b = self.batch_size
         if b is None:

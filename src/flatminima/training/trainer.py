@@ -22,12 +22,15 @@ Decisions where the papers are silent:
 * In a run of several phases the weights at the end of every phase but the last are kept as
   ``checkpoints/step-N.safetensors`` (N the global step), e.g. the GD minimum before SGD's escape (Wu, Ma & E
   2018, Table 3); ``checkpoint_every`` adds regular ones.
-* Ctrl-C ends the run with status ``"stopped"``; the run directory is still written, then the interrupt is
-  raised again.
+* Ctrl-C (and SIGTERM, which the CLI turns into the same) ends the run with status ``"stopped"``; the run
+  directory is still written (with its last resume point), then the interrupt is raised again. Running the
+  same command again continues the run (see :func:`train`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -45,14 +48,16 @@ from ..config import Phase, TrainConfig, dump_config, parse
 from ..errors import ConfigError
 from ..objective import LossFn, per_example_loss
 from .batches import BatchStream
-from .checkpoints import save_checkpoint
+from .checkpoints import load_checkpoint, save_checkpoint, save_optimizer_state
 from .optimizers import make_optimizer, needs_closure, same_kind, update_hyperparameters
 from .probes import Probe, ProbeContext, check_probes, run_probes
-from .rundir import MetricsDB, staged_dir
+from .resume import capture_rng, load_resume, restore_rng, save_resume
+from .rundir import MARKER, MetricsDB, is_flatminima_run, read_metrics, read_summary, run_stage
 
 __all__ = ["TrainResult", "evaluate", "train"]
 
 EVAL_CHUNK = 4096  # examples per forward pass when evaluating on a whole split
+RESUME_SECONDS = 60.0  # default spacing of resume points (wall-clock) when resume_every is not given
 
 
 class _Split(NamedTuple):
@@ -184,6 +189,13 @@ class _Log:
         self.history: list[dict[str, float]] = []
         self.final: dict[str, float] = {}
 
+    def replay(self, rows: Sequence[tuple[int, int, str, float]]) -> None:
+        """Rebuild history and final values from stored rows (a resumed or reloaded run), writing nothing."""
+        db, self.db = self.db, None
+        for step, phase, name, value in rows:
+            self.add(step, phase, {name: value})
+        self.db = db
+
     def add(self, step: int, phase: int, values: Mapping[str, float]) -> None:
         if not values:
             return
@@ -235,6 +247,9 @@ def train(
     progress: bool | None = None,
     diverge_factor: float = 1e6,
     config: TrainConfig | None = None,
+    resume_every: int | None = None,
+    overwrite: bool = False,
+    reuse_finished: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` through ``phases``; write a run directory to ``out`` when given.
 
@@ -243,13 +258,25 @@ def train(
     returning per-example losses. ``config`` (passed by ``train_from_config``) is stored as the run's
     ``config.yaml``; runs trained from Python objects store their phases and settings only. Everything is
     validated before anything is written. Same ``seed`` -> the same numbers.
+
+    Run directories (``out``; see ``training/rundir.py``): written under ``.NAME.partial`` and renamed at the
+    end; an existing ``out`` is replaced only when it is a flatminima run and ``overwrite`` is True. Resume
+    points (model, optimizer, every RNG, counters, probes' state) are saved every ``resume_every`` steps, or
+    every ``RESUME_SECONDS`` of training when ``resume_every`` is None; calling ``train`` again with the same
+    ``out`` and the same configuration after a crash, SIGKILL or Ctrl-C continues from the last one and ends
+    with the same numbers as an uninterrupted run (bit for bit on CPU). ``reuse_finished``: when ``out``
+    already holds a finished run of the same configuration, load it instead of training again (the sweeps'
+    run functions use this to survive a crash between the end of training and the recording of results).
     """
     if not isinstance(log_every, int) or log_every < 1:
         raise ConfigError(f"log_every must be a positive integer, got {log_every!r}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-        raise ConfigError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
-    if not diverge_factor > 1:
-        raise ConfigError(f"diverge_factor must be > 1, got {diverge_factor!r}")
+    for name, value in (("checkpoint_every", checkpoint_every), ("resume_every", resume_every)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    if not diverge_factor > 1 or not math.isfinite(diverge_factor):
+        raise ConfigError(f"diverge_factor must be a finite number > 1, got {diverge_factor!r}")
     loss_fn = per_example_loss(loss)
     data, test = _splits(dataset, model)
     test = test if eval_test else None
@@ -272,24 +299,58 @@ def train(
             "eval_test": eval_test,
             "diverge_factor": diverge_factor,
         }
-    settings = _Settings(loss, loss_fn, seed, log_every, checkpoint_every, diverge_factor, progress)
-
-    def run(stage: Path | None) -> tuple[TrainResult, KeyboardInterrupt | None]:
-        try:
-            return _run(model, data, test, phase_list, probe_list, settings, stage), None
-        except _Interrupted as exc:
-            return exc.result, exc.interrupt
-
+    settings = _Settings(
+        loss, loss_fn, seed, log_every, checkpoint_every, diverge_factor, progress, resume_every
+    )
     if out is None:
-        result, interrupted = run(None)
-    else:
-        with staged_dir(Path(out)) as stage:
-            (stage / "config.yaml").write_text(dump_config(recorded))
-            result, interrupted = run(stage)
-            result.out_dir = Path(out)
-    if interrupted is not None:
-        raise interrupted
+        try:
+            return _run(model, data, test, phase_list, probe_list, settings, None, None)
+        except _Interrupted as exc:
+            raise exc.interrupt from None
+    text = dump_config(recorded)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    out = Path(out)
+    if reuse_finished and _finished_run(out, digest):
+        return _reload(model, out)
+    with run_stage(out, digest, overwrite=overwrite) as stage:
+        resume_state = load_resume(stage.path / "resume") if stage.resumed else None
+        if resume_state is None:
+            (stage.path / "config.yaml").write_text(text)
+        try:
+            result = _run(model, data, test, phase_list, probe_list, settings, stage.path, resume_state)
+        except _Interrupted as exc:
+            raise exc.interrupt from None
+    result.out_dir = out
     return result
+
+
+def _finished_run(out: Path, digest: str) -> bool:
+    if not is_flatminima_run(out) or not (out / "summary.json").is_file():
+        return False
+    try:
+        marker = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("status") == "finished" and marker.get("config_sha256") == digest
+
+
+def _reload(model: nn.Module, out: Path) -> TrainResult:
+    """A finished run read back: final weights into ``model``, metrics and summary from the files."""
+    load_checkpoint(model, out / "checkpoints" / "final.safetensors")
+    summary = read_summary(out)
+    log = _Log(None)
+    log.replay(read_metrics(out))
+    model.eval()
+    return TrainResult(
+        str(summary.get("status", "finished")),
+        int(summary.get("steps", 0)),
+        log.history,
+        dict(log.final),
+        float(summary.get("seconds", 0.0)),
+        out,
+        model,
+        list(summary.get("phases", [])),
+    )
 
 
 @dataclass
@@ -301,12 +362,21 @@ class _Settings:
     checkpoint_every: int | None
     diverge_factor: float
     progress: bool | None
+    resume_every: int | None = None
 
 
 class _Interrupted(Exception):
     def __init__(self, result: TrainResult, interrupt: KeyboardInterrupt) -> None:
         super().__init__("interrupted")
         self.result, self.interrupt = result, interrupt
+
+
+@dataclass
+class _ResumeAt:
+    phase: int
+    phase_steps: int
+    optimizer: dict[str, Any]
+    stream: dict[str, Any]
 
 
 def _run(
@@ -317,6 +387,7 @@ def _run(
     probes: list[Probe],
     s: _Settings,
     stage: Path | None,
+    resume_state: dict[str, Any] | None,
 ) -> TrainResult:
     start = time.perf_counter()
     generator = seed_everything(s.seed)
@@ -328,6 +399,7 @@ def _run(
     state = {"step": 0, "phase": 0, "examples": 0, "lr": phases[0].lr, "batch": phases[0].batch_size or n}
     logged_at = {"metrics": -1}
     probed: tuple[int, set[int]] = (-1, set())  # (step, ids of the probes already run at that step)
+    last_saved = {"time": time.perf_counter()}
 
     def measure(force_probes: bool = False) -> dict[str, float]:
         step, phase = state["step"], state["phase"]
@@ -361,35 +433,108 @@ def _run(
         if phase_end or (s.checkpoint_every and state["step"] % s.checkpoint_every == 0):
             save_checkpoint(model, stage / "checkpoints" / f"step-{state['step']}.safetensors")
 
+    def resume_due(index: int, steps: int, optimizer: torch.optim.Optimizer, stream: BatchStream) -> None:
+        if stage is None or db is None:
+            return
+        if s.resume_every is not None:
+            if state["step"] % s.resume_every:
+                return
+        elif time.perf_counter() - last_saved["time"] < RESUME_SECONDS:
+            return
+        counters = {
+            **state,
+            "phase": index,
+            "phase_steps": steps,
+            "logged_at": logged_at["metrics"],
+            "probed_step": probed[0],
+            "probed": [i for i, p in enumerate(probes) if id(p) in probed[1]],
+            "phase_info": phase_info,
+            "initial": initial,
+            "seconds": time.perf_counter() - start,
+            "metrics_rowid": db.last_rowid(),
+        }
+        point = {
+            "format": 1,
+            "trainer": counters,
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "stream": stream.state_dict(),
+            "rng": capture_rng(generator),
+            "probes": [p.state_dict() if hasattr(p, "state_dict") else None for p in probes],
+        }
+        save_resume(stage / "resume", point)
+        last_saved["time"] = time.perf_counter()
+
     status, phase_info = "finished", []
-    initial = measure()["train_loss"]
+    resume_at: _ResumeAt | None = None
+    if resume_state is not None and db is not None:
+        counters = resume_state["trainer"]
+        model.load_state_dict(resume_state["model"])
+        restore_rng(resume_state["rng"], generator)
+        log.replay(db.truncate(int(counters["metrics_rowid"])))
+        for key in ("step", "examples", "lr", "batch"):
+            state[key] = counters[key]
+        logged_at["metrics"] = int(counters["logged_at"])
+        probed = (int(counters["probed_step"]), {id(probes[i]) for i in counters["probed"]})
+        for p, probe_state in zip(probes, resume_state["probes"], strict=True):
+            if probe_state is not None:
+                p.load_state_dict(probe_state)  # type: ignore[attr-defined]
+        phase_info = list(counters["phase_info"])
+        initial = float(counters["initial"])
+        start -= float(counters["seconds"])
+        resume_at = _ResumeAt(
+            int(counters["phase"]),
+            int(counters["phase_steps"]),
+            resume_state["optimizer"],
+            resume_state["stream"],
+        )
+    else:
+        initial = measure()["train_loss"]
+        checkpoint_due()
     threshold = s.diverge_factor * max(initial, 1.0)
-    checkpoint_due()
     enabled = progress_enabled() if s.progress is None else s.progress
 
     def bad(value: float) -> bool:
         return not math.isfinite(value) or value > threshold
 
+    optimizer: torch.optim.Optimizer | None = None
     try:
         if bad(initial):
             status = "diverged"
         with progress_bar(_total_steps(phases, n), "training", enabled=enabled) as bar:
-            optimizer: torch.optim.Optimizer | None = None
+            bar.update(completed=state["step"])
             previous: Phase | None = None
-            for index, phase in enumerate(phases):
+            first = 0 if resume_at is None else resume_at.phase
+            for index in range(first, len(phases)):
+                phase = phases[index]
                 if status != "finished":
                     break
                 state.update(phase=index, lr=phase.lr, batch=phase.batch_size or n)
-                if optimizer is not None and same_kind(previous, phase):
-                    update_hyperparameters(optimizer, phase)
-                else:
+                continuing = resume_at is not None
+                if resume_at is not None:
                     optimizer = make_optimizer(phase, params)
+                    optimizer.load_state_dict(resume_at.optimizer)
+                    stream = BatchStream(n, phase.batch_size, phase.sampling, generator)
+                    stream.load_state_dict(resume_at.stream)
+                    steps = resume_at.phase_steps
+                    resume_at = None
+                else:
+                    if optimizer is not None and same_kind(previous, phase):
+                        update_hyperparameters(optimizer, phase)
+                    else:
+                        optimizer = make_optimizer(phase, params)
+                    stream = BatchStream(n, phase.batch_size, phase.sampling, generator)
+                    steps = 0
                 previous = phase
                 closure_mode = needs_closure(optimizer)
-                stream = BatchStream(n, phase.batch_size, phase.sampling, generator)
-                steps, reason = 0, "max_steps"
+                reason = "max_steps"
                 last = log.final.get("train_loss", math.inf)
-                if phase.stop_loss and logged_at["metrics"] == state["step"] and last < phase.stop_loss:
+                if (
+                    not continuing
+                    and phase.stop_loss
+                    and logged_at["metrics"] == state["step"]
+                    and last < phase.stop_loss
+                ):
                     reason = "stop_loss"
                 else:
                     while True:
@@ -419,6 +564,7 @@ def _run(
                                 break
                         probe_due()
                         checkpoint_due()
+                        resume_due(index, steps, optimizer, stream)
                 if logged_at["metrics"] != state["step"]:
                     if bad(measure(force_probes=True)["train_loss"]):
                         status, reason = "diverged", "diverged"
@@ -429,13 +575,14 @@ def _run(
                     checkpoint_due(phase_end=True)
     except KeyboardInterrupt as interrupt:
         status = "stopped"
-        result = _finish(model, log, status, state["step"], phase_info, start, stage)
+        result = _finish(model, optimizer, log, status, state["step"], phase_info, start, stage)
         raise _Interrupted(result, interrupt) from None
-    return _finish(model, log, status, state["step"], phase_info, start, stage)
+    return _finish(model, optimizer, log, status, state["step"], phase_info, start, stage)
 
 
 def _finish(
     model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
     log: _Log,
     status: str,
     steps: int,
@@ -448,6 +595,8 @@ def _finish(
         log.db.close()
     if stage is not None:
         save_checkpoint(model, stage / "checkpoints" / "final.safetensors")
+        if optimizer is not None:
+            save_optimizer_state(optimizer, stage / "checkpoints" / "final.optim.pt")
         summary = {
             "status": status,
             "steps": steps,

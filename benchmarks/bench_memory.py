@@ -9,7 +9,8 @@ widths=(8, 16, 32))`` in eval mode. Each figure is the peak RSS (``resource.getr
 subprocess, so that they do not contaminate each other:
 
 * ``base``: torch imported, the model built, one batch drawn and one forward pass (the floor every run pays);
-* ``one batch``: one Hessian-vector product on a single batch (base + that batch's double-backward graph);
+* ``one batch``: one Hessian-vector product over a loader of a single batch (base + one batch's
+  double-backward graph and its backward pass);
 * ``loader``: ``fm.sharpness(Objective(model, "cross_entropy", data=loader), max_iter=--max-iter)``, all n;
 * ``tensors``: the same with the n examples as one tensor (``chunk_size=--batch``), for contrast.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -55,8 +57,8 @@ with torch.no_grad():
     model(xb)
 out = {"p": p, "base_mb": rss_mb()}
 start = time.perf_counter()
-if mode == "one_batch":
-    obj = fm.Objective(model, "cross_entropy", xb, yb)
+if mode == "one_batch":  # the same per-batch code path as the loader run, on one batch
+    obj = fm.Objective(model, "cross_entropy", data=[(xb, yb)])
     obj.hvp(torch.randn(obj.num_params))
 elif mode == "loader":
     est = fm.sharpness(fm.Objective(model, "cross_entropy", data=loader), max_iter=max_iter)
@@ -74,7 +76,10 @@ print(json.dumps(out))
 def _run(mode: str, args: argparse.Namespace) -> dict:
     sizes = [str(args.n), str(args.batch), str(args.max_iter), str(args.threads)]
     cmd = [sys.executable, "-c", CHILD, mode, *sizes]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if args.mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -87,6 +92,13 @@ def main() -> None:
     ap.add_argument("--max-iter", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-tensors", action="store_true", help="skip the in-memory contrast run")
+    ap.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=0,
+        help="glibc MALLOC_MMAP_THRESHOLD_ for the children (bytes): large blocks are then returned to the "
+        "OS when freed, so RSS shows live memory rather than the allocator's retained free blocks",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     start = time.perf_counter()
@@ -100,7 +112,7 @@ def main() -> None:
     loader = rows["loader"]["peak_mb"] - base
     print(f"n = {args.n} CIFAR-shaped examples, DataLoader batch {args.batch}, resnet-8 widths (8,16,32): "
           f"p = {p:,} ({vec_mb:.2f} MB per float32 parameter vector); Lanczos max_iter {args.max_iter}; "
-          f"{args.threads} torch threads")  # fmt: skip
+          f"{args.threads} threads; MALLOC_MMAP_THRESHOLD_ {args.mmap_threshold or 'default'}")  # fmt: skip
     print(f"{'run':28s} {'peak RSS MB':>12s} {'above base MB':>14s} {'seconds':>8s}")
     for mode, r in rows.items():
         print(f"{mode:28s} {r['peak_mb']:12.1f} {r['peak_mb'] - base:14.1f} {r.get('seconds', 0.0):8.1f}")

@@ -16,6 +16,7 @@ from flatminima.objective import context
 
 VOCAB, T, D = 5, 4, 4
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny nets: one intra-op thread (two spin on OpenMP hand-offs on a busy 2-core machine)."""

@@ -82,6 +82,12 @@ class Objective:
         ``"train"`` (batch statistics of each data chunk; results then depend on ``chunk_size``).
     dtype: optional dtype (e.g. ``torch.float64``) for model and data.
     theta: optional starting point (flat vector); default the model's current parameters.
+    data: instead of ``x, y``, a loader / re-iterable of batches (``(x, y)`` tuples or dicts with the targets
+        under ``target_key``; ``data.py``); ``forward=`` / ``batch_loss=`` hooks for any other batch form.
+    device: optional device for model and data (a copy of the model when it differs).
+    dist: ``None`` (one process), ``True`` (the default ``torch.distributed`` process group) or a
+        ProcessGroup: the data given here is this process's shard and every data-summed result is summed
+        over the group (``dist.py``); :meth:`shard` splits full data instead.
     """
 
     def __init__(
@@ -504,13 +510,13 @@ class Objective:
 
     # ------------------------------------------------------------------ full-data quantities
     def losses(self, theta: Tensor | None = None) -> Tensor:
-        """All per-example losses, shape ``[n]``."""
+        """All per-example losses, shape ``[n]`` (with ``dist=``: this process's ``[n_local]``)."""
         theta = self.theta if theta is None else self._check_vec(theta)
         with torch.no_grad():
             return torch.cat([self.losses_fn(theta, x, y) for x, y in self.chunks()])
 
     def outputs(self, theta: Tensor | None = None) -> Tensor:
-        """Network outputs on all examples."""
+        """Network outputs on all examples (with ``dist=``: this process's examples)."""
         theta = self.theta if theta is None else self._check_vec(theta)
         with torch.no_grad():
             return torch.cat([self.outputs_fn(theta, x) for x, _ in self.chunks()])
@@ -522,11 +528,11 @@ class Objective:
             for x, y in self.chunks():
                 f, targets = self._outputs_targets(self.theta, x, y)
                 total += self._loss(torch.zeros_like(f), targets).sum()
-        return float(self._allreduce(total) / self.n)
+        return float(self.allreduce(total) / self.n)
 
     def value(self, theta: Tensor | None = None) -> float:
         """I(theta) = (1/n) sum_i l_i(theta)."""
-        return float(self._allreduce(self.losses(theta).sum()) / self.n)
+        return float(self.allreduce(self.losses(theta).sum()) / self.n)
 
     @_explained
     def grad(self, theta: Tensor | None = None) -> Tensor:
@@ -535,7 +541,7 @@ class Objective:
         g = torch.zeros_like(theta)
         for x, y in self.chunks():
             g += grad(self._chunk_sum)(theta, x, y)
-        return self._allreduce(g)
+        return self.allreduce(g)
 
     def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
         """Hessian-vector product H v, H = (1/n) sum_i hess l_i(theta).
@@ -560,7 +566,7 @@ class Objective:
             return V.clone()
         if theta is None and self._single_chunk():
             leaf, g = self._gradient_graph()
-            return self._allreduce(_backward_block(g, leaf, V, retain=True))
+            return self.allreduce(_backward_block(g, leaf, V, retain=True))
         theta = self.theta if theta is None else self._check_vec(theta)
         out = torch.zeros_like(V)
         for x, y in self.chunks():
@@ -568,7 +574,7 @@ class Objective:
             with torch.enable_grad():
                 (g,) = torch.autograd.grad(self._chunk_sum(leaf, x, y), leaf, create_graph=True)
             out += _backward_block(g, leaf, V, retain=False)
-        return self._allreduce(out)
+        return self.allreduce(out)
 
     def _single_chunk(self) -> bool:
         return self._source.single_chunk()
@@ -620,11 +626,12 @@ class Objective:
         flat = _backward_block(jt, dummy, V, retain=True)  # [numel(f), b]
         return flat.T.reshape(V.shape[1], *f.shape)
 
-    def _allreduce(self, t: Tensor) -> Tensor:
+    def allreduce(self, t: Tensor) -> Tensor:
         """Sum a data-summed result over the processes that hold the other shards of the data.
 
-        Every data-summing product (value, grad, hvp, ggn_vp, the block products, per-example sums) passes
-        its result through here. Identity in a single process; ``all_reduce`` over the group with ``dist=``.
+        Every data-summing product (value, grad, hvp, ggn_vp, the block products) passes its result through
+        here, and so do the estimators' own sums over examples (the non-uniformity's S v, landscape points).
+        Identity in a single process; ``all_reduce`` (SUM) over the group with ``dist=``.
         """
         return t if self._group is None else allreduce_sum(t, self._group)
 
@@ -674,7 +681,7 @@ class Objective:
             return out
         for x, y in self.chunks():
             out += self._chunk_ggn_block(theta, x, y, V)
-        return self._allreduce(out)
+        return self.allreduce(out)
 
     # ------------------------------------------------------------------ per-example quantities
     @_explained

@@ -15,6 +15,9 @@ every process selects the same global examples.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -22,7 +25,16 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["Group", "allreduce_sum", "gather_counts", "resolve_group", "shard_range"]
+__all__ = [
+    "Group",
+    "allreduce_sum",
+    "gather_counts",
+    "is_main_process",
+    "process_group_from_env",
+    "require_single_process",
+    "resolve_group",
+    "shard_range",
+]
 
 Group = Any  # torch.distributed.ProcessGroup
 
@@ -87,3 +99,50 @@ def shard_range(n: int, group: Group) -> tuple[int, int]:
 
     size, rank = td.get_world_size(group), td.get_rank(group)
     return rank * n // size, (rank + 1) * n // size
+
+
+def require_single_process(obj: Any, what: str) -> None:
+    """Refuse a measurement that reads individual examples by global position (per-example gradients,
+    margins) on a distributed Objective: those are not sums over examples, so sharding does not apply."""
+    if getattr(obj, "distributed", False):
+        raise ConfigError(
+            f"{what} reads individual examples and is not distributed: run it on one process "
+            "(an Objective without dist=)"
+        )
+
+
+def is_main_process() -> bool:
+    """True outside ``torch.distributed`` and on rank 0 of an initialised default group (the process that
+    writes results and draws progress)."""
+    import torch.distributed as td
+
+    return not (td.is_available() and td.is_initialized()) or td.get_rank() == 0
+
+
+@contextlib.contextmanager
+def process_group_from_env(backend: str | None = None) -> Iterator[Group | None]:
+    """The default process group of a ``torchrun`` launch (``WORLD_SIZE`` > 1 in the environment), created
+    from the environment it sets (``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and destroyed afterwards;
+    None in a single process. An already initialised group is used as it is (and left alone).
+
+    ``backend``: default gloo (CPU tensors; the CLI measures on the CPU) — NCCL needs CUDA tensors.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if size <= 1:
+        yield None
+        return
+    import torch.distributed as td
+
+    if not td.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    if td.is_initialized():
+        yield td.group.WORLD
+        return
+    try:
+        td.init_process_group(backend=backend or "gloo", init_method="env://")
+    except (ValueError, RuntimeError) as err:
+        raise ConfigError(f"cannot join the torchrun process group: {err}") from None
+    try:
+        yield td.group.WORLD
+    finally:
+        td.destroy_process_group()

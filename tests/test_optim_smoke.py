@@ -29,6 +29,8 @@ KWARGS: dict[str, dict] = {
         batches_per_epoch=10,
     ),
     "elastic-sgd": dict(lr=0.1, n_replicas=2, rho=1.0, momentum=0.9),
+    "sam": dict(lr=0.1, rho=0.05, momentum=0.9),
+    "asam": dict(lr=0.1, rho=0.5, momentum=0.9),
 }
 
 
@@ -50,8 +52,11 @@ def test_smoke_training_on_digits(name: str, digits: tuple[torch.Tensor, torch.T
     opt = make(name, model.parameters(), **KWARGS[name])
     g = torch.Generator().manual_seed(1)
 
-    def closure() -> torch.Tensor:  # a fresh minibatch on every call
-        idx = torch.randint(0, len(x), (64,), generator=g)
+    same = getattr(opt, "closure_same_batch", False)  # SAM: every call of a step on one minibatch
+    drawn: list[torch.Tensor] = []
+
+    def closure() -> torch.Tensor:  # a fresh minibatch on every call (or every step)
+        idx = drawn[0] if same and drawn else torch.randint(0, len(x), (64,), generator=g)
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         loss.backward()
         return loss
@@ -62,8 +67,10 @@ def test_smoke_training_on_digits(name: str, digits: tuple[torch.Tensor, torch.T
 
     start = full_loss()
     budget = 300  # gradient evaluations
-    per_step = KWARGS[name].get("L", 20 if name == "heat-sgd" else 1) * KWARGS[name].get("n_replicas", 1)
+    per_step = KWARGS[name].get("L", 20 if name == "heat-sgd" else 2 if same else 1)
+    per_step *= KWARGS[name].get("n_replicas", 1)
     for _ in range(budget // per_step):
+        drawn[:] = [torch.randint(0, len(x), (64,), generator=g)] if same else []
         if opt.needs_closure:
             opt.step(closure)
         else:

@@ -88,6 +88,7 @@ def test_stopped_run_resumes_to_exactly_the_uninterrupted_numbers(tmp_path: Path
 KILL_SCRIPT = """
 import sys, time, torch
 from torch import nn
+torch.set_num_threads({threads})  # as this process: bit for bit holds at one thread count
 sys.path.insert(0, {tests!r})
 from test_training_resume import _run
 _run(__import__("pathlib").Path(sys.argv[1]), resume_every=5, slow=True)
@@ -97,7 +98,7 @@ _run(__import__("pathlib").Path(sys.argv[1]), resume_every=5, slow=True)
 def test_sigkill_mid_run_then_train_again_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    script = textwrap.dedent(KILL_SCRIPT.format(tests=str(ROOT / "tests")))
+    script = textwrap.dedent(KILL_SCRIPT.format(tests=str(ROOT / "tests"), threads=torch.get_num_threads()))
     proc = subprocess.Popen([sys.executable, "-c", script, str(out)], env=env, start_new_session=True)
     pointer = tmp_path / ".killed.partial" / "resume" / "resume.json"
     try:
@@ -196,3 +197,15 @@ def test_train_refuses_a_bad_seed(seed: object) -> None:
     model, x, y = _problem()
     with pytest.raises(ConfigError, match="seed must be an integer"):
         train(model, (x, y), [{"optimizer": "gd", "lr": 0.1, "max_steps": 1}], seed=seed)  # type: ignore[arg-type]
+
+
+def test_resuming_with_another_thread_count_warns(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _run(out, interrupt_at=8, resume_every=5)
+    pointer = out / "resume" / "resume.json"
+    info = json.loads(pointer.read_text())
+    assert info["threads"] == torch.get_num_threads()
+    pointer.write_text(json.dumps({**info, "threads": info["threads"] + 1}))
+    with pytest.warns(RuntimeWarning, match="not bit for bit"):
+        _run(out, resume_every=5)

@@ -30,6 +30,7 @@ from .curvature import (
     non_uniformity,
     plot_density,
     power_iteration,
+    preconditioned_sharpness,
     sharpness,
     spectral_density,
     spectrum_summary,
@@ -44,7 +45,8 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .estimate import Estimate
-from .landscape import flatness_radius
+from .landscape import adaptive_sharpness, epsilon_sharpness, flatness_radius
+from .noise import noise_scale
 from .objective import Objective
 from .training import LoadedRun, Probe, ProbeContext, TrainResult, load_run, train
 
@@ -74,8 +76,10 @@ __all__ = [
     "TrainResult",
     "UnknownNameError",
     "UnsupportedOperationError",
+    "adaptive_sharpness",
     "curvature",
     "data",
+    "epsilon_sharpness",
     "experiments",
     "flatness_radius",
     "generalization",
@@ -89,11 +93,13 @@ __all__ = [
     "local_entropy_width",
     "models",
     "noise",
+    "noise_scale",
     "non_uniformity",
     "optim",
     "plot_density",
     "plot_run",
     "power_iteration",
+    "preconditioned_sharpness",
     "report",
     "runner",
     "sharpness",

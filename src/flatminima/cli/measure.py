@@ -1,7 +1,8 @@
 """``flatminima measure WHAT --run DIR``: curvature measurements on a trained run's final checkpoint.
 
 WHAT: sharpness | spectrum | trace | nonuniformity | stability, plus any name in ``PROBES`` of
-``flatminima.cli.measure_probes`` (a dict name -> function(loaded_run, options: dict) -> dict). Every name of
+``flatminima.cli.measure_probes`` and ``SHARPNESS`` of ``flatminima.cli.measure_sharpness`` (dicts name ->
+function(loaded_run, options: dict) -> dict). Every name of
 :func:`measurements` is dispatched and listed in ``--help``: adding a measurement is one entry in a table.
 The result is printed as a table and written to ``DIR/measure-<what>.json`` (temporary file, then rename).
 ``--n`` restricts to the first n training examples (Wu, Ma & E 2018 measure on n = 1000). ``stability`` takes
@@ -36,6 +37,7 @@ from .._validate import check_choice, check_float, check_int, check_seed, check_
 from ..errors import ConfigError, unknown
 from ..objective.dist import is_main_process, process_group_from_env
 from .measure_probes import PROBES, objective_from_options
+from .measure_sharpness import SHARPNESS
 
 __all__ = [
     "BUILTIN",
@@ -173,7 +175,7 @@ def _estimate_dict(est) -> dict[str, Any]:
 
 def measurements() -> dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]]:
     """Every measurement of ``flatminima measure``: name -> function(loaded_run, options) -> dict."""
-    return {**BUILTIN, **PROBES}
+    return {**BUILTIN, **PROBES, **SHARPNESS}
 
 
 def _count(name: str, value: Any) -> int:
@@ -238,6 +240,12 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "samples": lambda name, v: check_int(name, v, ge=2),
     "gammas": _gammas,
     "repeats": _count,
+    "rho": _positive,
+    "kind": lambda name, v: check_choice(f"{name} value", v, ("worst", "average")),
+    "norm": lambda name, v: check_choice(f"{name} value", v, ("2", "inf")),
+    "m": _count,
+    "subspace": _count,
+    "ascent_steps": _count,
 }
 
 
@@ -317,6 +325,7 @@ _RUN, _SOLVER, _STABILITY = (
     "stability",
 )
 _TRACE, _SPECTRUM, _FLATNESS, _NOISE, _MARGINS = "trace", "spectrum", "flatness", "noise", "margins"
+_SHARP = "Post-2017 sharpness (epsilon, adaptive, preconditioned)"
 
 
 def _what_help() -> str:
@@ -361,8 +370,11 @@ def measure(
     threshold: float = typer.Option(
         1e-4, "--threshold", help="|lambda| below this counts as ~0", rich_help_panel=_SPECTRUM
     ),
-    eps: float = typer.Option(
-        0.05, "--eps", help="loss tolerance of the radius (eq. 11)", rich_help_panel=_FLATNESS
+    eps: float | None = typer.Option(
+        None,
+        "--eps",
+        help="flatness: loss tolerance of the radius (eq. 11) [0.05]; epsilon-sharpness: box size [1e-3]",
+        rich_help_panel=_FLATNESS,
     ),
     directions: int = typer.Option(20, "--directions", help="random directions", rich_help_panel=_FLATNESS),
     params: str = typer.Option("all", "--params", help="all | top | name pattern", rich_help_panel=_FLATNESS),
@@ -386,6 +398,27 @@ def measure(
         "0,0.01,0.05,0.1,0.5,1", "--gammas", help="input-noise levels", rich_help_panel=_MARGINS
     ),
     repeats: int = typer.Option(1, "--repeats", help="noise draws per gamma", rich_help_panel=_MARGINS),
+    rho: float | None = typer.Option(None, "--rho", help="radius [0.05]", rich_help_panel=_SHARP),
+    kind: str = typer.Option("worst", "--kind", help="worst | average", rich_help_panel=_SHARP),
+    norm: str = typer.Option("2", "--norm", help="2 | inf", rich_help_panel=_SHARP),
+    adaptive: bool = typer.Option(
+        True, "--adaptive/--standard", help="c = |w| or c = 1", rich_help_panel=_SHARP
+    ),
+    m: int | None = typer.Option(
+        None, "--m", help="examples per batch (m-sharpness)", rich_help_panel=_SHARP
+    ),
+    subspace: int | None = typer.Option(
+        None, "--subspace", help="epsilon-sharpness: random subspace dimension", rich_help_panel=_SHARP
+    ),
+    ascent_steps: int = typer.Option(
+        20, "--ascent-steps", help="epsilon / adaptive sharpness: ascent steps", rich_help_panel=_SHARP
+    ),
+    optimizer_state: str | None = typer.Option(
+        None,
+        "--optimizer-state",
+        help="preconditioned-sharpness: optimizer state [RUN/checkpoints/final.optim.pt]",
+        rich_help_panel=_SHARP,
+    ),
 ) -> None:
     """Measure a trained run: curvature (Wu, Ma & E 2018), flatness, gradient noise or margins; WHAT names
     the measurement, the option groups below say which measurement reads which option."""
@@ -396,6 +429,8 @@ def measure(
         radius_tol=radius_tol, examples=examples,
         batch_sizes=None if batch_sizes is None else _numbers(batch_sizes, int),
         components=components, samples=samples, gammas=_numbers(gammas, float), repeats=repeats,
+        rho=rho, kind=kind, norm=norm, adaptive=adaptive, m=m, subspace=subspace, ascent_steps=ascent_steps,
+        optimizer_state=optimizer_state,
     )  # fmt: skip
     options["progress"] = progress_enabled()  # a bar on a terminal; also: announce the products
     result, path = run_measurement(what, options)

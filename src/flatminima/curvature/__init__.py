@@ -14,6 +14,12 @@ from .operators import (
     identity,
 )
 from .power import PowerResult, power_iteration
+from .preconditioned import (
+    Preconditioner,
+    preconditioned_sharpness,
+    preconditioner_from_state,
+    stability_threshold,
+)
 from .probe import SharpnessProbe
 from .sharpness import EigenvalueResult, hessian_eigenvalues, sharpness
 from .sigma import SigmaOperator
@@ -31,6 +37,7 @@ __all__ = [
     "LanczosResult",
     "LinearOperator",
     "PowerResult",
+    "Preconditioner",
     "ScaledOperator",
     "SharpnessProbe",
     "SigmaOperator",
@@ -49,8 +56,11 @@ __all__ = [
     "non_uniformity",
     "plot_density",
     "power_iteration",
+    "preconditioned_sharpness",
+    "preconditioner_from_state",
     "sharpness",
     "slq",
     "spectral_density",
     "spectrum_summary",
+    "stability_threshold",
 ]

@@ -32,9 +32,11 @@ from ..data import Dataset
 from ..errors import FlatminimaError
 from ..objective import Objective
 from ..training import TrainResult, train
+from ._wu_common import _resumable
 
 __all__ = [
     "LOSS",
+    "PAPER_DATA",
     "build_model",
     "check_data",
     "classifier_objective",
@@ -42,6 +44,7 @@ __all__ = [
     "load_data",
     "load_theta",
     "minimum_config",
+    "paper_data",
     "run_config",
     "save_theta",
     "train_from_config",
@@ -49,6 +52,15 @@ __all__ = [
 
 LOSS = "cross_entropy"
 THETA_FILE = "theta.pt"
+PAPER_DATA = {"mnist": "MNIST", "cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST"}
+
+
+def paper_data(ctx: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` (a data config) with the data set the run uses: the paper's, or at paper scale the
+    ``reproduce --data`` substitute (:meth:`RunContext.dataset_name` records it, so tables say "ours:
+    fashion-mnist, paper: MNIST")."""
+    name = spec["name"]
+    return {**spec, "name": ctx.dataset_name(name, PAPER_DATA.get(name, name))}
 
 
 def run_config(
@@ -94,16 +106,23 @@ def build_model(cfg: dict[str, Any], ds: Dataset) -> nn.Module:
 
 
 def train_from_config(
-    config: dict[str, Any], model: nn.Module | None = None, ds: Dataset | None = None, log_every: int = 20
+    config: dict[str, Any],
+    model: nn.Module | None = None,
+    ds: Dataset | None = None,
+    log_every: int = 20,
+    run_dir: str | Path | None = None,
 ) -> tuple[nn.Module, Dataset, TrainResult]:
     """Train the model of ``config`` (or the given one) with the ``train`` phase; returns (model, data,
-    result). The model is trained in place and left in eval mode."""
+    result). The model is trained in place and left in eval mode. ``config["log_every"]`` overrides
+    ``log_every``; with ``config["resume_every"]`` (paper scale) and a ``run_dir`` the run is written to
+    ``run_dir/train`` with resume points, so a sweep started again continues it (and reuses a finished
+    one)."""
     ds = load_data(config["data"]) if ds is None else ds
     model = build_model(config["model"], ds) if model is None else model
     phase = dict(config["train"])
-    result = train(
-        model, ds, [phase], loss=LOSS, seed=int(config["seed"]), log_every=log_every, progress=False
-    )
+    extra = _resumable(config, run_dir) if run_dir is not None else {"progress": False}
+    every = int(config.get("log_every", log_every))
+    result = train(model, ds, [phase], loss=LOSS, seed=int(config["seed"]), log_every=every, **extra)
     return result.model, ds, result
 
 

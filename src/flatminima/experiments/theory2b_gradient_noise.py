@@ -7,7 +7,8 @@ density, and tested for normality (Kolmogorov-Smirnov distance to the fitted nor
 
 The paper: "the average corresponds to the gradient of the full loss and ... is empirically very small. The
 histograms look approximately Gaussian ... for minibatches that are not too small or too large" (CLT).
-Relations checked (thresholds are our decisions; the paper gives none):
+Relations checked (pure function :func:`noise_rows`; the thresholds are our decisions, the paper gives none;
+the default scale fails the KS one and it is kept, not moved):
 * at the moderate batch size of the scale, the median over components of the KS distance is <= 0.06;
 * that median KS distance is smaller at the moderate batch size than for single examples (B = 1);
 * the mean is small: median over components of |mean of g_B| / std of single-example gradients <= 0.1.
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..noise import gradient_noise, plot_gradient_histograms
-from ._theory2_common import check_data, classifier_objective, run_config, train_from_config
+from ._theory2_common import check_data, classifier_objective, paper_data, run_config, train_from_config
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -67,6 +68,48 @@ KS_MAX = 0.06
 MEAN_RATIO_MAX = 0.1
 
 
+def noise_rows(
+    ks: dict[int, float], ratio: float, not_rejected: float, moderate: int, train_loss: float
+) -> list[ComparisonRow]:
+    """Verdict rows from the median KS distances per batch size, the median |mean| / single-example std at
+    the moderate batch size, the share of components not rejected there, and the training loss (pure)."""
+    rows = [
+        ComparisonRow(f"median KS distance, B = {b}", round(v, 4), "approx. Gaussian for moderate B", "–")
+        for b, v in ks.items()
+    ]
+    rows += [
+        ComparisonRow("training loss at the measurement point", round(train_loss, 4), "–", "–"),
+        ComparisonRow(
+            f"median KS distance at moderate B = {moderate}",
+            round(ks[moderate], 4),
+            "histograms look Gaussian",
+            f"<= {KS_MAX} (ours: the paper gives no number)",
+            ks[moderate] <= KS_MAX,
+        ),
+        ComparisonRow(
+            f"KS distance B = {moderate} vs B = 1",
+            f"{ks[moderate]:.3f} vs {ks[1]:.3f}",
+            "CLT",
+            "smaller at moderate B",
+            ks[moderate] < ks[1],
+        ),
+        ComparisonRow(
+            "median |mean| / single-example std",
+            round(ratio, 4),
+            "mean 'very small'",
+            f"<= {MEAN_RATIO_MAX} (ours: the paper gives no number)",
+            ratio <= MEAN_RATIO_MAX,
+        ),
+        ComparisonRow(
+            f"share of components with normaltest p > 0.01 at B = {moderate}",
+            round(not_rejected, 2),
+            "–",
+            "reported, not required",
+        ),
+    ]
+    return rows
+
+
 @register
 class Theory2bGradientNoise(Experiment):
     name = "theory2b-gradient-noise"
@@ -79,6 +122,7 @@ class Theory2bGradientNoise(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         check_data(s["data"])
         config = run_config(s["data"], {**s["model"], "seed": ctx.seed}, s["train"], ctx.seed)
         model, ds, result = train_from_config(config)
@@ -102,43 +146,7 @@ class Theory2bGradientNoise(Experiment):
             np.median([abs(r.mean) / single_std[r.component] for r in mod if single_std[r.component] > 0])
         )
         not_rejected = float(np.mean([r.normaltest_p > 0.01 for r in mod]))
-        b_mod = s["moderate"]
-        rows = [
-            ComparisonRow(f"median KS distance, B = {b}", round(v, 4), "approx. Gaussian for moderate B", "–")
-            for b, v in ks.items()
-        ]
-        rows += [
-            ComparisonRow(
-                "training loss at the measurement point", round(result.final["train_loss"], 4), "–", "–"
-            ),
-            ComparisonRow(
-                f"median KS distance at moderate B = {b_mod}",
-                round(ks[b_mod], 4),
-                "histograms look Gaussian",
-                f"<= {KS_MAX}",
-                ks[b_mod] <= KS_MAX,
-            ),
-            ComparisonRow(
-                f"KS distance B = {b_mod} vs B = 1",
-                f"{ks[b_mod]:.3f} vs {ks[1]:.3f}",
-                "CLT",
-                "smaller at moderate B",
-                ks[b_mod] < ks[1],
-            ),
-            ComparisonRow(
-                "median |mean| / single-example std",
-                round(ratio, 4),
-                "mean 'very small'",
-                f"<= {MEAN_RATIO_MAX}",
-                ratio <= MEAN_RATIO_MAX,
-            ),
-            ComparisonRow(
-                f"share of components with normaltest p > 0.01 at B = {b_mod}",
-                round(not_rejected, 2),
-                "–",
-                "reported, not required",
-            ),
-        ]
+        rows = noise_rows(ks, ratio, not_rejected, s["moderate"], float(result.final["train_loss"]))
         plot_gradient_histograms(res, ctx.out_dir / "gradient_histograms.png")
         return Findings(
             rows=rows,

@@ -8,9 +8,15 @@ several seeds; the validation (test-split) error and loss are recorded along tra
 constant noise power (Fig. 2) and reports SGDL validation error comparable to, or slightly better than, SGD's.
 
 Decisions (paper silent on the noise level): gamma' = 0.003 per step with gamma = 0.1 (temperature
-gamma'^2 / (2 gamma) = 4.5e-5), constant; no momentum for either (eq. 5 is plain SGD plus noise). Tolerance
-for "comparable": the mean final validation errors differ by at most 2 percentage points (or 2 standard errors
-of the difference, if larger); we also report which one is lower, without requiring SGDL to win.
+gamma'^2 / (2 gamma) = 4.5e-5), constant; no momentum for either (eq. 5 is plain SGD plus noise).
+
+Verdicts (pure function :func:`sgdl_rows`; the paper: "behaves in a similar way to standard SGD. Notice that
+SGDL has slightly better validation performance"):
+* comparable: |mean SGDL - mean SGD| final validation error <= two standard deviations of a run-to-run
+  difference, from our seeds (:func:`._spread.comparable_row`, floor one test example);
+* slightly better: paired by seed (same initialisation and minibatch order), SGDL's validation error is
+  lower on average and for more than half of the seeds (:func:`._spread.sign_row`). With the noise switched
+  off the two runs coincide and this row fails; a fixed 2-point allowance, as before, passed either way.
 """
 
 from __future__ import annotations
@@ -18,11 +24,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ..report.figures import new_figure, save_figure
 from ..runner import Sweep
-from ._theory2_common import check_data, collect, minimum_config, run_config, train_from_config
+from ._spread import comparable_row, precondition_row, sign_row, spread
+from ._theory2_common import (
+    check_data,
+    collect,
+    minimum_config,
+    paper_data,
+    run_config,
+    train_from_config,
+)
 from .base import ComparisonRow, Experiment, Findings, RunContext, register
 
 SCALES: dict[str, dict[str, Any]] = {
@@ -36,7 +48,7 @@ SCALES: dict[str, dict[str, Any]] = {
         data={"name": "digits", "n_train": 1000, "seed": 0},
         model={"name": "mlp", "options": {"widths": [128]}},
         train={"lr": 0.1, "batch_size": 32, "max_epochs": 60},
-        seeds=[0, 1, 2],
+        seeds=[0, 1, 2, 3, 4],
     ),
     "paper": dict(
         data={"name": "cifar10", "seed": 0},
@@ -46,7 +58,6 @@ SCALES: dict[str, dict[str, Any]] = {
     ),
 }
 NOISE = 0.003
-TOLERANCE = 0.02
 
 
 def sgdl_run(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -64,6 +75,7 @@ def sgdl_run(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     batches = math.ceil(len(ds.train.x) / train_cfg["batch_size"])
     return {
         "status": result.status,
+        "n_test": len(ds.test.x),
         "epochs": [s / batches for s in steps],
         "val_error": [1.0 - a for a in acc],
         "val_loss": loss,
@@ -86,59 +98,71 @@ def _plot(curves: dict[str, list[dict[str, Any]]], path: Any) -> None:
     save_figure(fig, path)
 
 
+def sgdl_rows(curves: dict[str, list[dict[str, Any]]], n_test: int) -> list[ComparisonRow]:
+    """Verdict rows from the runs of each method (seed order, ``val_error``/``val_loss`` curves, ``status``);
+    a method with a diverged run fails the precondition and nothing is judged (pure function)."""
+    finished = {k: sum(r["status"] == "finished" for r in v) for k, v in curves.items()}
+    ok = all(finished[k] == len(v) and v for k, v in curves.items())
+    rows = [precondition_row("every run finished (none diverged)", finished, "all", "all finished", ok)]
+    if not ok:
+        return rows
+    final = {k: [r["val_error"][-1] for r in v] for k, v in curves.items()}
+    final_loss = {k: [r["val_loss"][-1] for r in v] for k, v in curves.items()}
+    rows += [
+        ComparisonRow(
+            f"{k.upper()} final validation error (%)", spread(v).text(100), "CIFAR-10 Fig. 2 (curves)", "–"
+        )
+        for k, v in final.items()
+    ]
+    rows += [
+        ComparisonRow(f"{k.upper()} final validation loss", spread(v).text(1, 4), "Fig. 2", "–")
+        for k, v in final_loss.items()
+    ]
+    rows.append(
+        comparable_row(
+            "validation error SGDL - SGD (pct. points)",
+            spread(final["sgdl"]),
+            spread(final["sgd"]),
+            "similar (Fig. 2)",
+            names=("SGDL", "SGD"),
+            resolution=1.0 / n_test,
+        )
+    )
+    rows.append(
+        sign_row(
+            "SGDL slightly better than SGD (paired by seed, pct. points)",
+            final["sgdl"],
+            final["sgd"],
+            "SGDL slightly better (Fig. 2)",
+            names=("SGDL", "SGD"),
+        )
+    )
+    return rows
+
+
 @register
 class Theory2bSGDL(Experiment):
     name = "theory2b-sgdl"
     title = "SGDL vs SGD: validation error and loss"
     paper = "Poggio & Liao, Theory IIb, Fig. 2 (eq. 5)"
-    claim = "SGDL (SGD + Gaussian noise of constant power) reaches a validation error comparable to SGD's"
+    claim = (
+        "SGDL (SGD + Gaussian noise of constant power) reaches a validation error comparable to SGD's "
+        "(within 2 x std of a run-to-run difference) and slightly lower (paired by seed)"
+    )
+
+    axes = ("seeds",)
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"]), "seeds": ctx.pick("seeds", s["seeds"])}
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)
         base["noise"] = NOISE
         sweep = Sweep(base, {"method": ["sgd", "sgdl"], "minimum": s["seeds"]}, name=self.name)
         curves: dict[str, list[dict[str, Any]]] = {"sgd": [], "sgdl": []}
         for values, res in collect(ctx.run_sweep(sweep, sgdl_run), sweep):
-            if res["status"] == "finished":
-                curves[values["method"]].append(res)
-        if not curves["sgd"] or not curves["sgdl"]:
-            row = ComparisonRow(
-                "finished runs", {k: len(v) for k, v in curves.items()}, "all", "> 0 each", False
-            )
-            return Findings(rows=[row], notes="a method had no finished run (diverged)")
-        final = {k: np.array([r["val_error"][-1] for r in v]) for k, v in curves.items()}
-        final_loss = {k: np.array([r["val_loss"][-1] for r in v]) for k, v in curves.items()}
-        diff = float(final["sgdl"].mean() - final["sgd"].mean())
-        se = math.sqrt(sum(v.var(ddof=1) / len(v) if len(v) > 1 else 0.0 for v in final.values()))
-        tol = max(TOLERANCE, 2 * se)
-        rows = [
-            ComparisonRow(
-                f"{k.upper()} final validation error",
-                f"{v.mean():.4f} ± {v.std():.4f}",
-                "CIFAR-10 Fig. 2 (curves; no table)",
-                "–",
-            )
-            for k, v in final.items()
-        ]
-        rows += [
-            ComparisonRow(
-                f"{k.upper()} final validation loss", f"{v.mean():.4f} ± {v.std():.4f}", "Fig. 2", "–"
-            )
-            for k, v in final_loss.items()
-        ]
-        rows.append(
-            ComparisonRow(
-                "validation error SGDL - SGD",
-                round(diff, 4),
-                "SGDL slightly better (< 0)",
-                f"comparable: |diff| <= {tol:.3f}",
-                abs(diff) <= tol,
-            )
-        )
-        rows.append(
-            ComparisonRow("SGDL lower than SGD", diff < 0, "yes (slightly)", "reported, not required")
-        )
+            curves[values["method"]].append(res)
+        n_test = int(curves["sgd"][0]["n_test"])
+        rows = sgdl_rows(curves, n_test)
         _plot(curves, ctx.out_dir / "sgdl_vs_sgd.png")
         return Findings(rows=rows, figures=["sgdl_vs_sgd.png"], config={"sweep": base, "seeds": s["seeds"]})

@@ -6,8 +6,11 @@ training accuracy of w_lambda = l1 w1 + l2 w2 + l3 w3 is evaluated on a triangul
 (:func:`flatminima.landscape.simplex_interpolation`) and drawn as a surface. The paper: "the natural label
 case depicts a larger flatness region around each of the three minima than the random label case".
 
-Measured: the fraction of the simplex (grid points) whose training accuracy is at least ``LEVEL`` = 0.9 (all
-vertices are at ~100%). Claim: that fraction is larger for natural labels. Decisions: the paper does not say
+Measured: the fraction of the simplex (grid points) whose training accuracy is at least ``LEVEL`` = 0.9.
+Claim: that fraction is larger for natural labels. Precondition (pure function :func:`simplex_rows`): every
+vertex of both simplices is a training-set minimum, i.e. has training accuracy >= ``LEVEL``; otherwise the
+random-label fraction is small merely because its vertices are not minima, and the verdict is "precondition
+failed" instead of a pass. Decisions: the paper does not say
 how its three minima were obtained; independent initialisations are the most general reading (the centre of
 the simplex then mixes unrelated hidden units and is poor for both label kinds; the comparison is about the
 high-accuracy regions around the vertices).
@@ -21,6 +24,7 @@ import numpy as np
 
 from ..landscape import plot_simplex, simplex_interpolation
 from ..runner import Sweep, run_dir
+from ._spread import gate, precondition_row
 from ._theory2_common import (
     build_model,
     check_data,
@@ -29,6 +33,7 @@ from ._theory2_common import (
     load_data,
     load_theta,
     minimum_config,
+    paper_data,
     run_config,
     save_theta,
     train_from_config,
@@ -46,12 +51,55 @@ LEVEL = 0.9
 def minimum_run(config: dict[str, Any], run_dir_: str) -> dict[str, Any]:
     """Sweep run: train one minimum (model seed = SGD seed = ``minimum``) and save its weights."""
     _, config = minimum_config(config)
-    model, _, result = train_from_config(config)
+    model, _, result = train_from_config(config, run_dir=run_dir_)
     save_theta(model, run_dir_)
     return {
         "status": result.status,
         **{k: result.final.get(k) for k in ("train_loss", "train_acc", "test_acc")},
     }
+
+
+def simplex_rows(fractions: dict[str, float], vertex_acc: dict[str, list[float]]) -> list[ComparisonRow]:
+    """Verdict rows from the high-accuracy fractions and the vertices' training accuracies (0 for a
+    diverged run) per label kind (pure function)."""
+    ok = all(v and min(v) >= LEVEL for v in vertex_acc.values()) and len(fractions) == 2
+    rows = [
+        precondition_row(
+            f"every vertex is a minimum (train accuracy >= {LEVEL})",
+            {k: round(min(v), 3) if v else None for k, v in vertex_acc.items()},
+            "~1 (global minima)",
+            f"min vertex accuracy >= {LEVEL} (the measured level; natural and random)",
+            ok,
+        )
+    ]
+    rows += [
+        ComparisonRow(
+            f"{k}: fraction of simplex with train accuracy >= {LEVEL}",
+            round(v, 3),
+            "large flat regions (Figs. 7-8, natural)" if k == "natural" else "sharp wells",
+            "–",
+        )
+        for k, v in fractions.items()
+    ]
+    rows += [
+        ComparisonRow(
+            f"{k}: vertex train accuracy", ", ".join(f"{a:.3f}" for a in v), "~1 (global minima)", "–"
+        )
+        for k, v in vertex_acc.items()
+    ]
+    if len(fractions) == 2:
+        verdict = ComparisonRow(
+            "high-accuracy fraction natural vs random",
+            f"{fractions['natural']:.3f} vs {fractions['random']:.3f}",
+            "natural wider",
+            "natural > random",
+            fractions["natural"] > fractions["random"],
+        )
+        rows += gate([verdict], ok)
+    return rows
+
+
+minimum_run.resumable = True  # type: ignore[attr-defined]
 
 
 @register
@@ -63,8 +111,10 @@ class Theory2bSimplex(Experiment):
 
     def compute(self, ctx: RunContext) -> Findings:
         s = SCALES[ctx.scale]
+        s = {**s, "data": paper_data(ctx, s["data"])}
         check_data(s["data"])
         base = run_config(s["data"], s["model"], s["train"], ctx.seed)
+        base.update({k: s[k] for k in ("log_every", "resume_every") if k in s})
         sweep = Sweep(base, {"data.random_labels": [0.0, 1.0], "minimum": s["minima"]}, name=self.name)
         store = ctx.run_sweep(sweep, minimum_run)
         results = collect(store, sweep)
@@ -73,43 +123,17 @@ class Theory2bSimplex(Experiment):
         figures = []
         for kind, fraction in (("natural", 0.0), ("random", 1.0)):
             points = [p for p in sweep.expand() if p.values["data.random_labels"] == fraction]
-            finished = [
-                r for v, r in results if v["data.random_labels"] == fraction and r["status"] == "finished"
-            ]
-            if len(finished) < 3:
-                row = ComparisonRow(f"{kind}: finished minima", len(finished), 3, "== 3", False)
-                return Findings(rows=[row], notes="a training run diverged")
+            runs = [r for v, r in results if v["data.random_labels"] == fraction]
+            vertex_acc[kind] = [float(r["train_acc"]) if r["status"] == "finished" else 0.0 for r in runs]
+            if any(r["status"] != "finished" for r in runs):
+                continue
             thetas = [load_theta(run_dir(ctx.out_dir, p.run_id)) for p in points]
             ds = load_data({**s["data"], "random_labels": fraction})
             obj = classifier_objective(build_model({**s["model"], "seed": 0}, ds), ds)
             res = simplex_interpolation(obj, thetas, resolution=s["resolution"])
             fractions[kind] = float(np.mean(res.accuracy >= LEVEL))
-            vertex_acc[kind] = [float(r["train_acc"]) for r in finished]
             figures.append(str(plot_simplex(res, ctx.out_dir / f"simplex_{kind}.png").name))
-        rows = [
-            ComparisonRow(
-                f"{k}: fraction of simplex with train accuracy >= {LEVEL}",
-                round(v, 3),
-                "large flat regions (Figs. 7-8, natural)" if k == "natural" else "sharp wells",
-                "–",
-            )
-            for k, v in fractions.items()
-        ]
-        rows += [
-            ComparisonRow(
-                f"{k}: vertex train accuracy", ", ".join(f"{a:.3f}" for a in v), "~1 (global minima)", "–"
-            )
-            for k, v in vertex_acc.items()
-        ]
-        rows.append(
-            ComparisonRow(
-                "high-accuracy fraction natural vs random",
-                f"{fractions['natural']:.3f} vs {fractions['random']:.3f}",
-                "natural wider",
-                "natural > random",
-                fractions["natural"] > fractions["random"],
-            )
-        )
+        rows = simplex_rows(fractions, vertex_acc)
         return Findings(
             rows=rows, figures=figures, config={"sweep": base, "resolution": s["resolution"], "level": LEVEL}
         )

@@ -1,10 +1,11 @@
-"""Loss-landscape probes: flatness radius, slices, simplex interpolation, trajectories/MDS, branching,
-averaging.
+"""Loss-landscape probes: flatness radius, worst-case / average sharpness (Keskar et al. 2017, Andriushchenko
+et al. 2023), slices, simplex interpolation, trajectories/MDS, branching, averaging.
 
 The plot functions (``plot_slice``, ...) are imported on first use: ``import flatminima`` does not load
 matplotlib."""
 
 from .._lazy import lazy_exports
+from .adaptive_sharpness import adaptive_sharpness, disjoint_batches
 from .averaging import AveragingResult, align, average_models, compare_averaging
 from .branching import Branch, BranchingResult, branching, perturb
 from .directions import (
@@ -15,6 +16,7 @@ from .directions import (
     random_unit_directions,
     selection_mask,
 )
+from .eps_sharpness import epsilon_sharpness, keskar_normalization, random_subspace
 from .evaluate import PlaneFn, class_labels, evaluate_plane, evaluate_points, plane_evaluator
 from .mds import MDSResult, classical_mds, cosine_dissimilarity, euclidean_distances, trajectory_mds
 from .radius import flatness_radius, radii_along
@@ -51,6 +53,7 @@ __all__ = [
     "Slice",
     "TrainFn",
     "WeightRecorder",
+    "adaptive_sharpness",
     "align",
     "average_models",
     "branching",
@@ -59,6 +62,8 @@ __all__ = [
     "compare_averaging",
     "cosine_dissimilarity",
     "direction_labels",
+    "disjoint_batches",
+    "epsilon_sharpness",
     "euclidean_distances",
     "evaluate_model",
     "evaluate_plane",
@@ -67,6 +72,7 @@ __all__ = [
     "flatness_radius",
     "hessian_directions",
     "interpolate",
+    "keskar_normalization",
     "load_flat",
     "pca_directions",
     "perturb",
@@ -77,6 +83,7 @@ __all__ = [
     "plot_surface",
     "radii_along",
     "random_directions",
+    "random_subspace",
     "random_unit_directions",
     "recompute_bn",
     "selection_mask",

@@ -1,5 +1,5 @@
-"""Gradient-noise statistics: per-example gradients, normality, diffusion-matrix spectrum, FFT of
-trajectories.
+"""Gradient-noise statistics: per-example gradients, normality, diffusion-matrix spectrum, the gradient noise
+scale (McCandlish et al. 2018), FFT of trajectories.
 
 The plot functions are imported on first use: ``import flatminima`` does not load matplotlib."""
 
@@ -12,6 +12,7 @@ from .diffusion import (
     temperature,
 )
 from .gradients import ComponentNoise, gradient_noise, per_example_gradients, pick_examples
+from .scale import noise_scale, noise_scale_from_gradients
 from .spectral import IncrementSpectrum, autocorrelation, increment_spectrum
 
 __getattr__ = lazy_exports(
@@ -31,6 +32,8 @@ __all__ = [
     "diffusion_spectrum",
     "gradient_noise",
     "increment_spectrum",
+    "noise_scale",
+    "noise_scale_from_gradients",
     "per_example_gradients",
     "pick_examples",
     "plot_diffusion_spectrum",

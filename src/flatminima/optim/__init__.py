@@ -1,9 +1,11 @@
-"""Optimizers (torch.optim.Optimizer subclasses): Langevin, Entropy-SGD / PDE smoothing, Parle.
+"""Optimizers (torch.optim.Optimizer subclasses): Langevin, Entropy-SGD / PDE smoothing, Parle, SAM / ASAM.
 
 ``make(name, params, **kwargs)`` builds one by name; ``available()`` lists the names. Optimizers whose class
 attribute ``needs_closure`` is True evaluate several gradients per step: ``step(closure)`` calls the closure
 several times and every call must draw a FRESH minibatch, call ``backward`` and return the loss (grads are
-zeroed before each call). The others follow the usual ``loss.backward(); opt.step()`` protocol.
+zeroed before each call). Those that also set ``closure_same_batch = True`` (SAM, ASAM) need every call of
+one step on the SAME minibatch instead (``fm.train`` hands them a :class:`BatchClosure`). The others follow
+the usual ``loss.backward(); opt.step()`` protocol.
 
 PyTorch conventions kept by all of them:
 
@@ -29,12 +31,16 @@ from .entropy import EntropyAdam, EntropySGD, local_entropy_inner_loop
 from .langevin import SGDL, SGLD, noise_at
 from .parle import ElasticSGD, Parle, VmapReplicaClosure
 from .pde import HJSGD, HeatSGD
+from .sam import ASAM, SAM, BatchClosure, frozen_running_stats
 from .trivialized import TrivializedSGD
 
 __all__ = [
+    "ASAM",
     "HJSGD",
+    "SAM",
     "SGDL",
     "SGLD",
+    "BatchClosure",
     "ElasticSGD",
     "EntropyAdam",
     "EntropySGD",
@@ -43,6 +49,7 @@ __all__ = [
     "TrivializedSGD",
     "VmapReplicaClosure",
     "available",
+    "frozen_running_stats",
     "local_entropy_inner_loop",
     "make",
     "noise_at",
@@ -58,6 +65,8 @@ _REGISTRY: dict[str, type[Optimizer]] = {
     "trivialized-sgd": TrivializedSGD,
     "parle": Parle,
     "elastic-sgd": ElasticSGD,
+    "sam": SAM,
+    "asam": ASAM,
 }
 
 

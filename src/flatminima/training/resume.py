@@ -7,10 +7,13 @@ minibatch stream position and permutation), every random number generator the ru
 vector of a ``SharpnessProbe``) and the row count of the metrics table at that moment.
 
 Files (in ``RUN/resume/``): ``state-<step>.pt`` written with ``torch.save`` to a temporary name and renamed,
-then ``resume.json`` (``{"file": ..., "sha256": ..., "step": ...}``) written the same way; the previous state
-file is removed only after that. A SIGKILL at any moment leaves either the old or the new point complete.
-Loading checks the SHA-256 and uses ``torch.load(weights_only=True)`` (no code is run); a corrupt point is a
-:class:`~flatminima.errors.CheckpointError`.
+then ``resume.json`` (``{"file": ..., "sha256": ..., "step": ..., "threads": ...}``) written the same way; the
+previous state file is removed only after that. A SIGKILL at any moment leaves either the old or the new point
+complete. Loading checks the SHA-256 and uses ``torch.load(weights_only=True)`` (no code is run); a corrupt
+point is a :class:`~flatminima.errors.CheckpointError`.
+
+Bit for bit means on the same machine with the same number of torch threads: a float reduction split over
+another thread count rounds differently. ``threads`` records the count; resuming with another one warns.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +83,13 @@ def save_resume(directory: Path, state: dict[str, Any]) -> Path:
     with atomic_path(directory / name) as tmp:
         torch.save(state, tmp)
     atomic_write_json(
-        pointer, {"file": name, "sha256": _sha256(directory / name), "step": int(state["trainer"]["step"])}
+        pointer,
+        {
+            "file": name,
+            "sha256": _sha256(directory / name),
+            "step": int(state["trainer"]["step"]),
+            "threads": torch.get_num_threads(),
+        },
     )
     if previous and previous != name:
         (directory / previous).unlink(missing_ok=True)
@@ -107,6 +117,14 @@ def load_resume(directory: Path) -> dict[str, Any] | None:
         raise CheckpointError(
             f"resume state {path} is missing or does not match its checksum (corrupt); remove "
             f"{directory.parent} to start the run again"
+        )
+    saved, now = info.get("threads"), torch.get_num_threads()
+    if isinstance(saved, int) and saved != now:
+        warnings.warn(
+            f"resuming {directory.parent} with {now} torch threads, saved with {saved}: the run continues "
+            f"correctly, not bit for bit as an uninterrupted run (torch.set_num_threads({saved}) for that)",
+            RuntimeWarning,
+            stacklevel=2,
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

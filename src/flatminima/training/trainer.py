@@ -163,6 +163,11 @@ def _step(
         optimizer.step()
         return float(loss.detach())
 
+    if getattr(optimizer, "closure_same_batch", False):  # SAM: both closure calls on one minibatch
+        from ..optim.sam import BatchClosure
+
+        return float(optimizer.step(BatchClosure(model, loss_fn, *_take(data, stream.next()))))
+
     first: list[float] = []
 
     def closure() -> Tensor:

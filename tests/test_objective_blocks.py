@@ -7,8 +7,16 @@ import torch
 from torch import nn
 
 from flatminima import ConfigError, Objective
+from flatminima._threads import torch_threads
 
 from .dense import dense_hessian
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one intra-op thread (two spin on OpenMP hand-offs on a busy 2-core machine)."""
+    with torch_threads(1):
+        yield
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -100,7 +108,7 @@ def test_block_of_zero_columns_and_bad_shapes(tiny_mlp, tiny_data):
 
 
 def test_block_products_pass_through_allreduce(tiny_mlp, tiny_data):
-    """Every data-summing product goes through the ``_allreduce`` hook (made a sum over ranks later)."""
+    """Every data-summing product goes through ``allreduce`` (summed over ranks with dist=)."""
     x, y = tiny_data
     for chunk_size in (None, 3):
         obj = Objective(tiny_mlp, x=x, y=y, chunk_size=chunk_size)
@@ -112,7 +120,7 @@ def test_block_products_pass_through_allreduce(tiny_mlp, tiny_data):
             "hvp_block": obj.hvp_block(obj.theta[:, None]),
             "ggn_block": obj.ggn_vp_block(obj.theta[:, None]),
         }
-        obj._allreduce = lambda t: 2 * t  # type: ignore[method-assign]
+        obj.allreduce = lambda t: 2 * t  # type: ignore[method-assign]
         assert obj.value() == pytest.approx(2 * ref["value"], rel=1e-12)
         assert torch.allclose(obj.grad(), 2 * ref["grad"])
         assert torch.allclose(obj.hvp(obj.theta), 2 * ref["hvp"])

@@ -9,8 +9,16 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import flatminima as fm
 from flatminima import ConfigError, Objective
+from flatminima._threads import torch_threads
 
 from .dense import dense_hessian
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one intra-op thread (two spin on OpenMP hand-offs on a busy 2-core machine)."""
+    with torch_threads(1):
+        yield
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from flatminima import ConfigError, Objective
+from flatminima._threads import torch_threads
 from flatminima.objective import per_example_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one intra-op thread (two spin on OpenMP hand-offs on a busy 2-core machine)."""
+    with torch_threads(1):
+        yield
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -78,19 +86,19 @@ def test_cross_entropy_over_positions_matches_module(tiny_data):
 
 @pytest.mark.parametrize("chunk_size", [None, 10, 3])
 def test_scalar_callables_are_refused_with_and_without_chunks(tiny_mlp, tiny_data, chunk_size):
+    """A mean-returning lambda would make chunked products wrong by the chunk count: refused up front."""
     x, y = tiny_data
     for bad in (lambda f, t: ((f - t) ** 2).mean(), nn.functional.mse_loss):
-        obj = Objective(tiny_mlp, loss=bad, x=x, y=y, chunk_size=chunk_size)
-        for call in (obj.value, obj.grad, lambda o=obj: o.hvp(o.theta)):
-            with pytest.raises(ConfigError, match="returned a scalar"):
-                call()
+        with pytest.raises(ConfigError, match="returned a scalar"):
+            Objective(tiny_mlp, loss=bad, x=x, y=y, chunk_size=chunk_size)
+    with pytest.raises(ConfigError, match="returned a scalar"):
+        Objective(tiny_mlp, data=[(x[:4], y[:4]), (x[4:], y[4:])], loss=lambda f, t: ((f - t) ** 2).mean())
 
 
 def test_wrong_shaped_callable_and_unsupported_modules(tiny_mlp, tiny_data):
     x, y = tiny_data
-    obj = Objective(tiny_mlp, loss=lambda f, t: (f - t) ** 2, x=x, y=y)
-    with pytest.raises(ConfigError, match=r"returned shape \(10, 3\)"):
-        obj.value()
+    with pytest.raises(ConfigError, match=r"returned shape \(1, 3\) for 1 examples"):
+        Objective(tiny_mlp, loss=lambda f, t: (f - t) ** 2, x=x, y=y)
     with pytest.raises(ConfigError, match="reduction='sum'"):
         Objective(tiny_mlp, loss=nn.MSELoss(reduction="sum"), x=x, y=y)
     with pytest.raises(ConfigError, match="class-weighted mean"):
@@ -144,4 +152,4 @@ def test_token_cross_entropy_with_and_without_padding(chunk_size):
     assert obj.per_example_grads(tokens[:2], padded[:2]).shape == (2, obj.num_params)
     with pytest.raises(ConfigError, match=r"token_cross_entropy needs outputs \[n, T, V\]"):
         linear = nn.Linear(3, 4).double()
-        Objective(linear, "token_cross_entropy", torch.zeros(2, 3).double(), padded[:2]).value()
+        Objective(linear, "token_cross_entropy", torch.zeros(2, 3).double(), padded[:2])

@@ -42,6 +42,7 @@ from .errors import (
     DataNotFoundError,
     FlatminimaError,
     UnknownNameError,
+    UnsupportedOperationError,
 )
 from .estimate import Estimate
 from .landscape import adaptive_sharpness, epsilon_sharpness, flatness_radius
@@ -74,6 +75,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "UnknownNameError",
+    "UnsupportedOperationError",
     "adaptive_sharpness",
     "curvature",
     "data",

@@ -15,6 +15,10 @@ class ConfigError(FlatminimaError, ValueError):
     """A configuration or argument is invalid (unknown key, negative learning rate, malformed YAML, ...)."""
 
 
+class UnsupportedOperationError(ConfigError):
+    """The model uses an op without the derivative a measurement needs (e.g. no double backward for HVPs)."""
+
+
 class UnknownNameError(ConfigError, KeyError):
     """An unknown dataset, model, activation, optimizer, experiment or measurement name."""
 

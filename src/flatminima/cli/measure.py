@@ -8,6 +8,13 @@ The result is printed as a table and written to ``DIR/measure-<what>.json`` (tem
 ``--n`` restricts to the first n training examples (Wu, Ma & E 2018 measure on n = 1000). ``stability`` takes
 ``--lr`` / ``--batch-size`` from the options, else from the run's last training phase.
 
+Under ``torchrun --nproc-per-node N -m flatminima measure WHAT --run-dir DIR`` (``--run-dir`` is the spelling
+of ``--run`` that passes through torchrun, whose own parser takes ``--run`` for its ``--run-path``) each
+process joins the process group torchrun describes (gloo), takes a contiguous shard of the examples
+(``Objective.shard``) and every product is summed over the processes; rank 0 prints and writes the JSON
+(``options.world_size`` records N). Only the measurements of :data:`DISTRIBUTED` (sums over examples) run
+this way; the others are refused with exit code 2.
+
 Every option is checked before the run is loaded (:data:`CHECKS`: one validator per option; a measurement
 that adds an option adds one line there), and so is the writability of the run directory, so a bad value
 or a read-only directory never costs minutes of work. ``--help`` groups the options by measurement
@@ -28,10 +35,23 @@ from .._io import atomic_write_json
 from .._progress import progress_enabled
 from .._validate import check_choice, check_float, check_int, check_seed, check_writable_dir, short
 from ..errors import ConfigError, unknown
+from ..objective.dist import is_main_process, process_group_from_env
 from .measure_probes import PROBES, objective_from_options
 from .measure_sharpness import SHARPNESS
 
-__all__ = ["BUILTIN", "CHECKS", "check_options", "measure", "measurements", "register", "run_measurement"]
+__all__ = [
+    "BUILTIN",
+    "CHECKS",
+    "DISTRIBUTED",
+    "check_options",
+    "measure",
+    "measurements",
+    "register",
+    "run_measurement",
+]
+
+#: Measurements that run under torchrun (every product a sum over examples, see the module docstring).
+DISTRIBUTED = ("sharpness", "spectrum", "trace", "nonuniformity", "stability", "flatness")
 
 
 def _load_run(path: str):
@@ -91,7 +111,9 @@ def _spectrum(run, o: dict[str, Any]) -> dict[str, Any]:
         obj, threshold=o["threshold"], steps=o["steps"], runs=o["runs"], tol=o["tol"], seed=o["seed"],
         progress=o.get("progress"),
     )  # fmt: skip
-    png = plot_density(summary.density, Path(o["run"]) / "measure-spectrum.png")
+    png = Path(o["run"]) / "measure-spectrum.png"
+    if is_main_process():  # under torchrun rank 0 draws
+        png = plot_density(summary.density, png)
     d = summary.to_dict()
     return {
         "near_zero_share": d["near_zero_share"],
@@ -236,8 +258,9 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
-def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any], Path]:
-    """Measure ``what`` on the run ``options["run"]``; returns the result and the JSON path written.
+def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any], Path | None]:
+    """Measure ``what`` on the run ``options["run"]``; returns the result and the JSON path written (None on
+    the ranks > 0 of a torchrun launch, which write nothing).
 
     The name, every option and the run directory's writability are checked before the run is loaded.
     """
@@ -245,14 +268,28 @@ def run_measurement(what: str, options: dict[str, Any]) -> tuple[dict[str, Any],
     if what not in table:
         raise unknown("measurement", what, list(table))
     options = check_options(options)
-    folder = Path(options["run"])
-    if folder.is_dir():
-        check_writable_dir(folder, "run directory")
-        target = folder / f"measure-{what}.json"
-        if target.exists() and not target.is_file():
-            raise ConfigError(f"{target} exists and is not a file; move it away")
-    run = _load_run(options["run"])
-    result = table[what](run, options)
+    with process_group_from_env() as group:
+        if group is not None:
+            import torch.distributed as td
+
+            if what not in DISTRIBUTED:
+                raise ConfigError(
+                    f"measure {what} does not run distributed (it reads individual examples); run it without "
+                    f"torchrun. Distributed: {', '.join(DISTRIBUTED)}"
+                )
+            options["world_size"] = td.get_world_size(group)
+            if not is_main_process():
+                options.pop("progress", None)  # one bar and one announcement, from rank 0
+        folder = Path(options["run"])
+        if folder.is_dir():
+            check_writable_dir(folder, "run directory")
+            target = folder / f"measure-{what}.json"
+            if target.exists() and not target.is_file():
+                raise ConfigError(f"{target} exists and is not a file; move it away")
+        run = _load_run(options["run"])
+        result = table[what](run, options)
+        if not is_main_process():
+            return result, None
     path = atomic_write_json(
         Path(options["run"]) / f"measure-{what}.json", {"what": what, "options": options, "result": result}
     )
@@ -298,7 +335,11 @@ def _what_help() -> str:
 def measure(
     what: str = typer.Argument(..., help=_what_help(), show_default=False),
     run: str = typer.Option(
-        ..., "--run", help="run directory (written by flatminima train)", rich_help_panel=_RUN
+        ...,
+        "--run",
+        "--run-dir",
+        help="run directory (written by flatminima train); --run-dir passes through torchrun",
+        rich_help_panel=_RUN,
     ),
     n: int | None = typer.Option(None, "--n", help="use the first n training examples", rich_help_panel=_RUN),
     split: str = typer.Option("train", "--split", help="train | test", rich_help_panel=_RUN),
@@ -393,7 +434,8 @@ def measure(
     )  # fmt: skip
     options["progress"] = progress_enabled()  # a bar on a terminal; also: announce the products
     result, path = run_measurement(what, options)
-    _print(what, result, path)
+    if path is not None:
+        _print(what, result, path)
 
 
 #: Upper bounds on the products of each built-in measurement (printed before the work starts).

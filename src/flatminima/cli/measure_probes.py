@@ -31,13 +31,16 @@ __all__ = ["PROBES", "flatness_probe", "margins_probe", "noise_probe", "objectiv
 
 
 def objective_from_options(run: Any, o: dict[str, Any]) -> Objective:
-    """The run's Objective on ``split`` (default train), its first ``n`` examples when given."""
+    """The run's Objective on ``split`` (default train), its first ``n`` examples when given; with
+    ``world_size`` > 1 (a torchrun launch) this process's shard of them."""
     obj = run.objective(split=o.get("split") or "train", chunk_size=o.get("chunk_size"))
     n = o.get("n")
     if n is not None:
         if not 1 <= int(n) <= obj.n:
             raise ConfigError(f"n must be in [1, {obj.n}], got {n}")
         obj = obj.subset(list(range(int(n))))
+    if int(o.get("world_size") or 1) > 1:  # under torchrun: this process's shard (cli/measure.py)
+        obj = obj.shard()
     return obj
 
 

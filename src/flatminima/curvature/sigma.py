@@ -49,7 +49,7 @@ class ExactMoments:
             chunk_size = obj.chunk_size or max(
                 1, _EXACT_CHUNK_BYTES // (3 * obj.num_params * obj.theta.element_size())
             )
-        self.chunk_size = max(1, min(int(chunk_size), obj.n))
+        self.chunk_size = max(1, min(int(chunk_size), getattr(obj, "n_local", obj.n)))
         self.method = "exact"
 
     def hvp(self, v: Tensor) -> Tensor:
@@ -65,7 +65,7 @@ class ExactMoments:
             hv += u.sum(0)
             sv += obj.per_example_hvp(u, x, y).sum(0)
             del u
-        return hv / obj.n, sv / obj.n
+        return obj.allreduce(hv) / obj.n, obj.allreduce(sv) / obj.n
 
     def combo(self, v: Tensor, ch: float, chh: float, cs: float) -> Tensor:
         if cs == 0.0:
@@ -134,13 +134,14 @@ class GGNMoments:
         self.method = "ggn"
         budget = GGN_MEMORY if memory_budget is None else int(memory_budget)
         k_out, stored, transient = gram_memory(obj)
-        blocks = stored * obj.n
+        n_local = getattr(obj, "n_local", obj.n)  # with dist= each process holds the blocks of its shard
+        blocks = stored * n_local
         if blocks + transient > budget:
             raise GGNTooLarge(
-                f"the Gauss-Newton blocks need ~{_gb(blocks + transient)} (n={obj.n} examples x "
+                f"the Gauss-Newton blocks need ~{_gb(blocks + transient)} (n={n_local} examples x "
                 f"{k_out}^2 outputs x 3) > memory_budget {_gb(budget)}"
             )
-        at_once = int(min(obj.n, max(1, (budget - blocks) // max(transient, 1))))
+        at_once = int(min(n_local, max(1, (budget - blocks) // max(transient, 1))))
         self.memory = {
             "outputs_per_example": k_out,
             "blocks_bytes": blocks,
@@ -171,23 +172,22 @@ class GGNMoments:
         n = self.obj.n
         lins = [self._lin(i) for i in range(len(self._chunks))]
         ws = [lin.jvp(v) for lin in lins]
-        gv = (
-            sum(
-                lin.vjp(torch.einsum("mkl,ml->mk", q, w)) for lin, q, w in zip(lins, self._q, ws, strict=True)
-            )
-            / n
+        local = sum(
+            lin.vjp(torch.einsum("mkl,ml->mk", q, w)) for lin, q, w in zip(lins, self._q, ws, strict=True)
         )
+        gv = self.obj.allreduce(local) / n
         out = ch * gv
         if chh == 0.0 and cs == 0.0:
             return out
+        rest = torch.zeros_like(v)
         for lin, q, c, w in zip(lins, self._q, self._c, ws, strict=True):
             cot = torch.zeros_like(w)
             if chh:
                 cot += chh * torch.einsum("mkl,ml->mk", q, lin.jvp(gv))
             if cs:
                 cot += cs * torch.einsum("mkl,ml->mk", c, w)
-            out = out + lin.vjp(cot) / n
-        return out
+            rest += lin.vjp(cot)
+        return out + self.obj.allreduce(rest) / n
 
 
 def moments(obj, method: str, chunk_size: int | None = None, memory_budget: int | None = None):

@@ -127,7 +127,7 @@ class GramExactMoments:
 
     def second_moment(self, v: Tensor) -> Tensor:
         """S v = (1/n) sum_i H_i (H_i v)."""
-        return sum(g.product(v) for g in self._each())
+        return self.obj.allreduce(sum(g.product(v) for g in self._each()))
 
     def combo(self, v: Tensor, ch: float, chh: float, cs: float) -> Tensor:
         """ch H v + chh H (H v) + cs S v."""
@@ -150,7 +150,7 @@ class GramExactMoments:
             if chh:
                 out += chh * _hvp_block(self.obj, hv)
         if cs:
-            out += cs * sum(g.product_block(v) for g in self._each())
+            out += cs * self.obj.allreduce(sum(g.product_block(v) for g in self._each()))
         return out
 
 

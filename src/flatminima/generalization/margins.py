@@ -56,7 +56,9 @@ class MarginStats:
 def margins(obj: Objective, labels: Tensor | None = None, normalize: float = 1.0) -> MarginStats:
     """Functional margins of the objective's network on its data (labels from the targets by default)."""
     from ..landscape.evaluate import class_labels
+    from ..objective.dist import require_single_process
 
+    require_single_process(obj, "margins")
     labels = class_labels(obj.y) if labels is None else labels
     if labels is None:
         raise ConfigError("margins need class labels: the targets carry no classes")

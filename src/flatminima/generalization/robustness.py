@@ -43,7 +43,9 @@ def perturbation_error(
 ) -> PerturbationCurve:
     """E(f, S, gamma) of the objective's network at its base point on its data (module docstring)."""
     from ..landscape.evaluate import class_labels
+    from ..objective.dist import require_single_process
 
+    require_single_process(obj, "the input-perturbation error")
     labels = class_labels(obj.y) if labels is None else labels
     if labels is None:
         raise ConfigError("perturbation error needs class labels: the targets carry no classes")

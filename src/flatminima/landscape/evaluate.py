@@ -117,22 +117,28 @@ def evaluate_points(
                     l_, c_ = vmap(point, in_dims=(0, None, None, None))(batch, x, y, lab)
                 tot_l += l_
                 tot_c += c_
-            losses.append(tot_l / obj.n)
-            accs.append(tot_c / obj.n)
-    return _finish(losses, accs, labels)
+            losses.append(tot_l)
+            accs.append(tot_c)
+    return _finish(obj, losses, accs, labels)
 
 
 def _chunk_labels(obj: Objective, labels: Tensor | None) -> list[Tensor | None]:
-    size = obj.chunk_size or obj.n
+    n = obj.n_local  # this process's examples (all n without dist=)
+    size = obj.chunk_size or n
     if labels is None:
-        return [None] * len(range(0, obj.n, size))
+        return [None] * len(range(0, n, size))
     labels = labels.to(obj.device)
-    return [labels[s : s + size] for s in range(0, obj.n, size)]
+    return [labels[s : s + size] for s in range(0, n, size)]
 
 
-def _finish(losses: list[Tensor], accs: list[Tensor], labels: Tensor | None) -> tuple[np.ndarray, np.ndarray]:
-    loss = torch.cat(losses).double().cpu().numpy()
-    acc = torch.cat(accs).double().cpu().numpy()
+def _finish(
+    obj: Objective, losses: list[Tensor], accs: list[Tensor], labels: Tensor | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-point sums of losses / correct predictions -> means over all n examples (summed over the
+    processes of a distributed Objective first)."""
+    sums = obj.allreduce(torch.stack([torch.cat(losses), torch.cat(accs)]))
+    loss = (sums[0] / obj.n).double().cpu().numpy()
+    acc = (sums[1] / obj.n).double().cpu().numpy()
     if labels is None:
         acc = np.full_like(loss, np.nan)
     return loss, acc
@@ -371,9 +377,9 @@ def _plane_fast(
                     l_, c_ = vmap(rest_point, in_dims=(0, 0, None, None))(params, z, y, lab)
                 tot_l += l_
                 tot_c += c_
-            losses.append(tot_l / obj.n)
-            accs.append(tot_c / obj.n)
-        return _finish(losses, accs, labels)
+            losses.append(tot_l)
+            accs.append(tot_c)
+        return _finish(obj, losses, accs, labels)
 
     def evaluate(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         was_training = model.training
@@ -382,7 +388,7 @@ def _plane_fast(
             with torch.no_grad():
                 if not cache:
                     per = first_outputs(chunks[0][0][:1])[0].numel()  # first-layer output size, one example
-                    cache_ok = per * obj.n * (len(dirs) + 1) * obj.x.element_size() <= _CACHE_BYTES
+                    cache_ok = per * obj.n_local * (len(dirs) + 1) * obj.x.element_size() <= _CACHE_BYTES
                     cache.append([first_outputs(x) for x, _ in chunks] if cache_ok else None)
                 if chain and stream:
                     labs = (labels, chunk_labels)
@@ -452,4 +458,4 @@ def _stream_chain(
             l_, c_ = _reduce(obj, z, y, lab)
             tot_l[i] += l_
             tot_c[i] += c_
-    return _finish([tot_l / obj.n], [tot_c / obj.n], all_labels)
+    return _finish(obj, [tot_l], [tot_c], all_labels)

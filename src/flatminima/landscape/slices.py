@@ -270,12 +270,14 @@ def evaluate_model(obj: Objective, model: nn.Module) -> tuple[float, float]:
     total, correct = 0.0, 0.0
     was = model.training
     model.eval()
-    size = obj.chunk_size or obj.n
+    size = obj.chunk_size or obj.n_local
     with torch.no_grad():
-        for s, (x, y) in zip(range(0, obj.n, size), obj.chunks(), strict=True):
+        for s, (x, y) in zip(range(0, obj.n_local, size), obj.chunks(), strict=True):
             out = model(x)
             total += float(loss_fn(out, y).sum())
             if labels is not None:
                 correct += float((out.argmax(dim=-1) == labels[s : s + size].to(out.device)).sum())
     model.train(was)
+    sums = torch.tensor([total, correct], dtype=torch.float64, device=obj.device)
+    total, correct = obj.allreduce(sums).tolist()
     return total / obj.n, (correct / obj.n if labels is not None else float("nan"))

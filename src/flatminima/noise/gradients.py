@@ -25,6 +25,7 @@ from .._progress import progress_bar
 from .._validate import check_int, check_seed
 from ..errors import ConfigError
 from ..objective import Objective
+from ..objective.dist import require_single_process
 
 __all__ = ["ComponentNoise", "gradient_noise", "per_example_gradients", "pick_examples"]
 
@@ -55,6 +56,7 @@ def per_example_gradients(
     ``index``: which examples (default all). ``chunk_size``: examples per vmapped call (default the
     objective's).
     """
+    require_single_process(obj, "per-example gradients (gradient noise, diffusion matrix)")
     index = torch.arange(obj.n) if index is None else torch.as_tensor(index, dtype=torch.long)
     width = obj.num_params if components is None else len(components)
     if len(index) * width > MAX_ENTRIES:

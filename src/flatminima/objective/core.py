@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -29,13 +31,39 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from ..errors import ConfigError
-from .context import measurement_mode
-from .data import LoaderSource, TensorSource, map_tensors
-from .losses import LossFn, _cross_entropy, _mse, loss_name, per_example_loss
+from .checks import (
+    as_data_tensor,
+    check_chunk_size,
+    check_finite_data,
+    check_model_tensors,
+    check_targets,
+    describe_call_error,
+    resolve_device,
+    unwrap_model,
+)
+from .context import explain_unsupported, measurement_mode, note_attention
+from .data import LoaderSource, TensorSource, map_tensors, select
+from .dist import allreduce_sum, gather_counts, rank_of, resolve_group, shard_range
+from .losses import LOSSES, LossFn, _cross_entropy, _mse, loss_name, per_example_loss
 
 BNMode = Literal["eval", "train"]
 
 __all__ = ["BNMode", "Objective"]
+
+
+def _explained(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an autograd failure for an op without the needed derivative into a clear UnsupportedOperationError
+    naming the op and the module (see ``context.py``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Objective, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (RuntimeError, NotImplementedError) as err:
+            explain_unsupported(err, self.model, self._one_example_forward)
+            raise
+
+    return wrapper
 
 
 class Objective:
@@ -54,6 +82,12 @@ class Objective:
         ``"train"`` (batch statistics of each data chunk; results then depend on ``chunk_size``).
     dtype: optional dtype (e.g. ``torch.float64``) for model and data.
     theta: optional starting point (flat vector); default the model's current parameters.
+    data: instead of ``x, y``, a loader / re-iterable of batches (``(x, y)`` tuples or dicts with the targets
+        under ``target_key``; ``data.py``); ``forward=`` / ``batch_loss=`` hooks for any other batch form.
+    device: optional device for model and data (a copy of the model when it differs).
+    dist: ``None`` (one process), ``True`` (the default ``torch.distributed`` process group) or a
+        ProcessGroup: the data given here is this process's shard and every data-summed result is summed
+        over the group (``dist.py``); :meth:`shard` splits full data instead.
     """
 
     def __init__(
@@ -72,23 +106,22 @@ class Objective:
         target_key: str = "labels",
         forward: Callable[[nn.Module, Any], tuple[Tensor, Any]] | None = None,
         batch_loss: Callable[[nn.Module, Any], Tensor] | None = None,
+        device: str | torch.device | None = None,
+        dist: Any = None,
     ) -> None:
         if data is None and x is not None and y is None and _is_batches(x):
             data, x = x, None  # Objective(model, loss, loader)
-        if chunk_size is not None and chunk_size < 1:
-            raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size}")
+        check_chunk_size(chunk_size)
         if bn not in ("eval", "train"):
             raise ConfigError(f"bn must be 'eval' or 'train', got {bn!r}")
+        if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+            raise ConfigError(f"dtype must be a floating torch dtype (e.g. torch.float64), got {dtype!r}")
         if forward is not None and batch_loss is not None:
             raise ConfigError("pass either forward= or batch_loss=, not both")
         if (forward is not None or batch_loss is not None) and data is None:
             raise ConfigError("forward= and batch_loss= hooks read batches: pass the data as data=<loader>")
-        first = next(model.parameters(), None)
-        if first is None:
-            raise ConfigError("the model has no parameters")
-        if dtype is not None and first.dtype != dtype:
-            model = copy.deepcopy(model).to(dtype)
-        self.model = model
+        self.model = model = self._init_model(model, dtype, resolve_device(device))
+        first = next(model.parameters())
         hook_name = getattr(batch_loss, "__name__", "batch_loss")
         self.loss_name = loss_name(loss) if batch_loss is None else hook_name
         self._loss = per_example_loss(loss)
@@ -99,34 +132,10 @@ class Objective:
         self._hook = forward if forward is not None else batch_loss
         self._hook_gives_losses = batch_loss is not None
         self._hooked = _Hooked(model, self._hook) if self._hook is not None else None
-        self._source: TensorSource | LoaderSource
-        if data is not None:
-            if x is not None or y is not None:
-                raise ConfigError("pass the data either as x, y tensors or as data=<loader>, not both")
-            if chunk_size is not None:
-                raise ConfigError("with data=<loader> each batch is one chunk: set the loader's batch size")
-            self._source = LoaderSource(
-                data, target_key=target_key, hooked=self._hook is not None, to_device=self._to_device
-            )
-            self._source.first_chunk()  # the first batch reads (clear error now, not inside a product)
-        else:
-            if x is None or y is None:
-                raise ConfigError("Objective needs data: pass x and y, or data=<loader>")
-            if len(x) != len(y):
-                raise ConfigError(f"x and y disagree on the number of examples: {len(x)} vs {len(y)}")
-            if len(x) == 0:
-                raise ConfigError("Objective needs at least one example")
-            self._source = TensorSource(self._to_device(x), self._to_device(y), chunk_size)
-
-        named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
-        patterns = [params] if isinstance(params, str) else list(params) if params is not None else None
-        if patterns is not None:
-            active = [(k, p) for k, p in named if any(fnmatch.fnmatchcase(k, pat) for pat in patterns)]
-            if not active:
-                names = ", ".join(k for k, _ in named)
-                raise ConfigError(f"params={params!r} matches no parameter; the model has: {names}")
-        else:
-            active = named
+        self._source: TensorSource | LoaderSource = self._init_data(x, y, data, target_key, chunk_size)
+        self._group = resolve_group(dist, self.device)
+        self._counts = gather_counts(self._source.n, self._group, self.device) if self._group else None
+        active = self._select_params(params)
         self.param_names: list[str] = [k for k, _ in active]
         self.param_shapes: list[torch.Size] = [p.shape for _, p in active]
         self.param_sizes: list[int] = [p.numel() for _, p in active]
@@ -141,6 +150,133 @@ class Objective:
             raise ConfigError("the parameters contain NaN or inf (a diverged run?): nothing to measure")
         self._graph_cache: tuple[Tensor, Tensor, Tensor] | None = None
         self._forward_ad = True  # cleared when the model has an op without a forward-mode derivative
+        self._finite_checked = False
+        self._probe()
+        note_attention(model)
+
+    @staticmethod
+    def _init_model(model: nn.Module, dtype: torch.dtype | None, device: torch.device | None) -> nn.Module:
+        """Unwrap, validate and (when dtype / device differ) copy the model; the user's model is never
+        modified."""
+        model = unwrap_model(model)
+        check_model_tensors(model)
+        first = next(model.parameters(), None)
+        if first is None:
+            raise ConfigError("the model has no parameters")
+        if (dtype is not None and first.dtype != dtype) or (device is not None and first.device != device):
+            model = copy.deepcopy(model).to(device=device or first.device, dtype=dtype)
+        return model
+
+    def _init_data(
+        self, x: Any, y: Any, data: Iterable[Any] | None, target_key: str, chunk_size: int | None
+    ) -> TensorSource | LoaderSource:
+        if data is not None:
+            if x is not None or y is not None:
+                raise ConfigError("pass the data either as x, y tensors or as data=<loader>, not both")
+            if chunk_size is not None:
+                raise ConfigError("with data=<loader> each batch is one chunk: set the loader's batch size")
+            source = LoaderSource(
+                data, target_key=target_key, hooked=self._hook is not None, to_device=self._to_device
+            )
+            first_x, first_y = source.first_chunk()  # the first batch reads (a clear error now)
+            for name, tree in (("the first batch's inputs", first_x), ("the first batch's targets", first_y)):
+                map_tensors(lambda t, name=name: check_finite_data(t, name), tree)
+            return source
+        if x is None or y is None:
+            raise ConfigError("Objective needs data: pass x and y, or data=<loader>")
+        x, y = as_data_tensor(x, "x"), as_data_tensor(y, "y")
+        if x.dim() == 0 or y.dim() == 0:
+            raise ConfigError(
+                f"x and y need a first (example) dimension, got shapes {tuple(x.shape)}, {tuple(y.shape)}"
+            )
+        if len(x) != len(y):
+            raise ConfigError(f"x and y disagree on the number of examples: {len(x)} vs {len(y)}")
+        if len(x) == 0:
+            raise ConfigError("Objective needs at least one example")
+        check_finite_data(x, "x")
+        check_finite_data(y, "y")
+        return TensorSource(self._to_device(x), self._to_device(y), chunk_size)
+
+    def _select_params(self, params: str | Sequence[str] | None) -> list[tuple[str, nn.Parameter]]:
+        """The parameters the flat vector holds: the trainable ones matching ``params`` (all by default)."""
+        every = list(self.model.named_parameters())
+        named = [(k, p) for k, p in every if p.requires_grad]
+        if params is None:
+            if not named:
+                raise ConfigError(
+                    "every parameter of the model is frozen (requires_grad=False): nothing to measure; "
+                    "unfreeze the ones to measure (p.requires_grad_(True))"
+                )
+            return named
+        patterns = [params] if isinstance(params, str) else list(params)
+        if not all(isinstance(pat, str) for pat in patterns):
+            raise ConfigError(f"params must be a name pattern or a list of patterns, got {params!r}")
+        active = [(k, p) for k, p in named if any(fnmatch.fnmatchcase(k, pat) for pat in patterns)]
+        if not active:
+            frozen = [
+                k
+                for k, p in every
+                if not p.requires_grad and any(fnmatch.fnmatchcase(k, pat) for pat in patterns)
+            ]
+            if frozen:
+                raise ConfigError(
+                    f"params={params!r} matches only frozen parameters (requires_grad=False): "
+                    f"{', '.join(frozen)}; unfreeze them (requires_grad_(True)) to measure them"
+                )
+            names = ", ".join(k for k, _ in named)
+            raise ConfigError(f"params={params!r} matches no parameter; the model has: {names}")
+        return active
+
+    def _probe(self) -> None:
+        """One forward pass on one example: input / target shapes and class labels checked now, with a clear
+        error, instead of failing inside a product."""
+        x, y = next(iter(self.chunks()))
+        one_x, one_y = select(x, slice(0, 1)), select(y, slice(0, 1))
+        with torch.no_grad():
+            try:
+                if self._hook_gives_losses:
+                    self.losses_fn(self.theta, one_x, one_y)
+                    return
+                f, t = self._outputs_targets(self.theta, one_x, one_y, bn="eval")
+            except ConfigError:
+                raise
+            except (RuntimeError, IndexError, TypeError, ValueError) as err:
+                raise describe_call_error(self.model, one_x, err) from err
+            if isinstance(t, Tensor):
+                t = self._to_device(t)
+            builtin = next((k for k, fn in LOSSES.items() if fn is self._loss), "")
+            labels = self._source.y if isinstance(self._source, TensorSource) else y
+            check_targets(builtin, f, t, labels if self._hooked is None else None)
+            try:
+                self._loss(f, t)
+            except ConfigError:
+                raise
+            except (RuntimeError, IndexError, TypeError, ValueError) as err:
+                shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ConfigError(
+                    f"the loss {self.loss_name!r} cannot be evaluated on one example's outputs of shape "
+                    f"{tuple(f.shape)} and targets {shape}: {str(err).strip().splitlines()[0]}"
+                ) from err
+
+    def check_finite(self) -> None:
+        """Raise a ConfigError unless the loss and its gradient are finite at the base point (a diverged run
+        has no curvature to measure). Eigensolvers call it before their first product; cached once passed."""
+        if self._finite_checked:
+            return
+        value = self.value()
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"the loss is {value} at these weights (a diverged run?): there is no curvature to measure"
+            )
+        g = self.grad()
+        if not bool(torch.isfinite(g).all()):
+            bad = int((~torch.isfinite(g)).sum())
+            raise ConfigError(
+                f"the gradient has {bad} NaN or inf entries at these weights although the loss is "
+                f"{value:.6g} (a diverged run, or an op with an infinite derivative there): there is no "
+                "curvature to measure"
+            )
+        self._finite_checked = True
 
     def _to_device(self, t: Tensor) -> Tensor:
         """A data tensor on the objective's device; floating tensors in its dtype, others as they are."""
@@ -149,8 +285,18 @@ class Objective:
     # ------------------------------------------------------------------ basics
     @property
     def n(self) -> int:
-        """Number of examples."""
+        """Number of examples (over all processes with ``dist=``)."""
+        return sum(self._counts) if self._counts is not None else self._source.n
+
+    @property
+    def n_local(self) -> int:
+        """Number of examples this process holds (``n`` without ``dist=``)."""
         return self._source.n
+
+    @property
+    def distributed(self) -> bool:
+        """Whether data-summed results are summed over a process group (``dist=``)."""
+        return self._group is not None
 
     @property
     def x(self) -> Tensor:
@@ -238,18 +384,54 @@ class Objective:
         other = copy.copy(self)
         other.theta = self._check_vec(theta).detach().clone()
         other._graph_cache = None
+        other._finite_checked = False
         return other
 
     def subset(self, index: Tensor | Sequence[int]) -> Objective:
         """The same objective on a subset of the examples (for ``subsamples=`` repeats and minibatches).
 
         With a loader, each product still reads every batch, and keeps the selected examples of each (in data
-        order, repeats kept).
+        order, repeats kept). With ``dist=``, ``index`` holds global positions (the same on every process,
+        see ``dist.py``); each process keeps those it holds.
         """
         other = copy.copy(self)
         device = self.device if self._source.is_tensor else "cpu"
-        other._source = self._source.subset(torch.as_tensor(index, device=device, dtype=torch.long))
+        idx = torch.as_tensor(index, device=device, dtype=torch.long).reshape(-1)
+        if self._counts is not None:
+            if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
+                raise ConfigError(f"subset index out of range for {self.n} examples")
+            starts = [sum(self._counts[:r]) for r in range(len(self._counts))]
+            other._counts = [
+                int(((idx >= lo) & (idx < lo + c)).sum()) for lo, c in zip(starts, self._counts, strict=True)
+            ]
+            lo = starts[rank_of(self._group)]
+            idx = idx[(idx >= lo) & (idx < lo + self._source.n)] - lo
+        other._source = self._source.subset(idx)
         other._graph_cache = None
+        other._finite_checked = False
+        return other
+
+    def shard(self, dist: Any = True) -> Objective:
+        """This objective split over the processes of a group: each takes a contiguous block of the examples
+        (sizes differ by at most one) and sums its products with the others' (see ``dist.py``).
+
+        Call it on every process with the same full data (tensor form). ``dist``: True (the default process
+        group) or a ProcessGroup.
+        """
+        if self._group is not None:
+            raise ConfigError("this Objective is already distributed (dist=)")
+        source = self._tensor_data()
+        group = resolve_group(dist, self.device)
+        lo, hi = shard_range(source.n, group)
+        counts = gather_counts(hi - lo, group, self.device)
+        if min(counts) == 0:
+            raise ConfigError(f"cannot shard {source.n} examples over {len(counts)} processes")
+        other = copy.copy(self)
+        other._source = TensorSource(source.x[lo:hi], source.y[lo:hi], source.chunk_size)
+        other._group = group
+        other._counts = counts
+        other._graph_cache = None
+        other._finite_checked = False
         return other
 
     def chunks(self, size: int | None = None) -> Iterator[tuple[Any, Any]]:
@@ -269,10 +451,10 @@ class Objective:
             tensors.update({k: b.clone() for k, b in self.model.named_buffers()})
         return tensors
 
-    def _call(self, theta: Tensor, x: Any) -> Any:
+    def _call(self, theta: Tensor, x: Any, bn: str | None = None) -> Any:
         """The model's raw result on the inputs ``x`` (the hook's, with a hook) at the flat vector theta."""
         tensors = self._tensors(theta)
-        with measurement_mode(self.model, self.bn):
+        with measurement_mode(self.model, bn or self.bn):
             if self._hooked is not None:
                 return functional_call(self._hooked, {f"model.{k}": v for k, v in tensors.items()}, (x,))
             if isinstance(x, Mapping):
@@ -290,11 +472,13 @@ class Objective:
             return self._outputs_targets(theta, x, None)[0]
         return model_output(self._call(theta, x))
 
-    def _outputs_targets(self, theta: Tensor, x: Any, y: Any) -> tuple[Tensor, Any]:
+    def _outputs_targets(self, theta: Tensor, x: Any, y: Any, bn: str | None = None) -> tuple[Tensor, Any]:
         """(outputs, targets) of a chunk; with a forward= hook the targets are the hook's."""
         if self._hooked is None or self._hook_gives_losses:
-            return self.outputs_fn(theta, x), y
-        result = self._call(theta, x)
+            if self._hook_gives_losses:
+                self.outputs_fn(theta, x)  # raises: a batch_loss= hook gives no outputs
+            return model_output(self._call(theta, x, bn)), y
+        result = self._call(theta, x, bn)
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise ConfigError(
                 f"forward= must return (outputs, targets), got {type(result).__name__}"
@@ -312,6 +496,12 @@ class Objective:
             return losses
         return self._loss(*self._outputs_targets(theta, x, y))
 
+    def _one_example_forward(self) -> Any:
+        """One forward pass on the first example (for diagnosing a failed product)."""
+        for x, _ in self.chunks():
+            return self._call(self.theta, select(x, slice(0, 1)))
+        return None
+
     def _chunk_sum(self, theta: Tensor, x: Any, y: Any) -> Tensor:
         return self.losses_fn(theta, x, y).sum() / self.n
 
@@ -320,13 +510,13 @@ class Objective:
 
     # ------------------------------------------------------------------ full-data quantities
     def losses(self, theta: Tensor | None = None) -> Tensor:
-        """All per-example losses, shape ``[n]``."""
+        """All per-example losses, shape ``[n]`` (with ``dist=``: this process's ``[n_local]``)."""
         theta = self.theta if theta is None else self._check_vec(theta)
         with torch.no_grad():
             return torch.cat([self.losses_fn(theta, x, y) for x, y in self.chunks()])
 
     def outputs(self, theta: Tensor | None = None) -> Tensor:
-        """Network outputs on all examples."""
+        """Network outputs on all examples (with ``dist=``: this process's examples)."""
         theta = self.theta if theta is None else self._check_vec(theta)
         with torch.no_grad():
             return torch.cat([self.outputs_fn(theta, x) for x, _ in self.chunks()])
@@ -338,19 +528,20 @@ class Objective:
             for x, y in self.chunks():
                 f, targets = self._outputs_targets(self.theta, x, y)
                 total += self._loss(torch.zeros_like(f), targets).sum()
-        return float(self._allreduce(total) / self.n)
+        return float(self.allreduce(total) / self.n)
 
     def value(self, theta: Tensor | None = None) -> float:
         """I(theta) = (1/n) sum_i l_i(theta)."""
-        return float(self._allreduce(self.losses(theta).sum()) / self.n)
+        return float(self.allreduce(self.losses(theta).sum()) / self.n)
 
+    @_explained
     def grad(self, theta: Tensor | None = None) -> Tensor:
         """Full gradient (1/n) sum_i grad l_i(theta), shape ``[p]``."""
         theta = self.theta if theta is None else self._check_vec(theta)
         g = torch.zeros_like(theta)
         for x, y in self.chunks():
             g += grad(self._chunk_sum)(theta, x, y)
-        return self._allreduce(g)
+        return self.allreduce(g)
 
     def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
         """Hessian-vector product H v, H = (1/n) sum_i hess l_i(theta).
@@ -362,6 +553,7 @@ class Objective:
         v = self._check_vec(v)
         return self.hvp_block(v.unsqueeze(1), theta)[:, 0]
 
+    @_explained
     def hvp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
         """Block Hessian product H V for V of shape ``[p, b]`` (b vectors as columns), shape ``[p, b]``.
 
@@ -374,7 +566,7 @@ class Objective:
             return V.clone()
         if theta is None and self._single_chunk():
             leaf, g = self._gradient_graph()
-            return self._allreduce(_backward_block(g, leaf, V, retain=True))
+            return self.allreduce(_backward_block(g, leaf, V, retain=True))
         theta = self.theta if theta is None else self._check_vec(theta)
         out = torch.zeros_like(V)
         for x, y in self.chunks():
@@ -382,7 +574,7 @@ class Objective:
             with torch.enable_grad():
                 (g,) = torch.autograd.grad(self._chunk_sum(leaf, x, y), leaf, create_graph=True)
             out += _backward_block(g, leaf, V, retain=False)
-        return self._allreduce(out)
+        return self.allreduce(out)
 
     def _single_chunk(self) -> bool:
         return self._source.single_chunk()
@@ -434,13 +626,14 @@ class Objective:
         flat = _backward_block(jt, dummy, V, retain=True)  # [numel(f), b]
         return flat.T.reshape(V.shape[1], *f.shape)
 
-    def _allreduce(self, t: Tensor) -> Tensor:
+    def allreduce(self, t: Tensor) -> Tensor:
         """Sum a data-summed result over the processes that hold the other shards of the data.
 
-        Every data-summing product (value, grad, hvp, ggn_vp, the block products, per-example sums) passes
-        its result through here. Identity in a single process.
+        Every data-summing product (value, grad, hvp, ggn_vp, the block products) passes its result through
+        here, and so do the estimators' own sums over examples (the non-uniformity's S v, landscape points).
+        Identity in a single process; ``all_reduce`` (SUM) over the group with ``dist=``.
         """
-        return t
+        return t if self._group is None else allreduce_sum(t, self._group)
 
     def clear_cache(self) -> None:
         """Drop the cached gradient graph (frees memory)."""
@@ -473,6 +666,7 @@ class Objective:
         v = self._check_vec(v)
         return self.ggn_vp_block(v.unsqueeze(1), theta)[:, 0]
 
+    @_explained
     def ggn_vp_block(self, V: Tensor, theta: Tensor | None = None) -> Tensor:
         """Block Gauss-Newton product G V for V of shape ``[p, b]``, shape ``[p, b]``.
 
@@ -487,9 +681,10 @@ class Objective:
             return out
         for x, y in self.chunks():
             out += self._chunk_ggn_block(theta, x, y, V)
-        return self._allreduce(out)
+        return self.allreduce(out)
 
     # ------------------------------------------------------------------ per-example quantities
+    @_explained
     def per_example_grads(self, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:
         """Per-example gradients grad l_i for the examples ``(x, y)``, shape ``[m, p]`` (vmap).
 
@@ -499,6 +694,7 @@ class Objective:
         theta = self.theta if theta is None else self._check_vec(theta)
         return vmap(grad(self._single_loss), in_dims=(None, 0, _dim(y)))(theta, x, y)
 
+    @_explained
     def per_example_hvp(self, v: Tensor, x: Tensor, y: Tensor, theta: Tensor | None = None) -> Tensor:
         """Per-example Hessian-vector products H_i v_i, shape ``[m, p]``.
 
@@ -584,6 +780,8 @@ def _dim(tree: Any) -> int | None:
 
 def _is_batches(data: Any) -> bool:
     """Whether ``data`` passed as ``x`` is a source of batches (a loader, a list of batches), not inputs."""
-    return isinstance(data, Iterable) and not isinstance(data, (Tensor, str, bytes)) and not hasattr(
-        data, "__array__"
+    return (
+        isinstance(data, Iterable)
+        and not isinstance(data, (Tensor, str, bytes))
+        and not hasattr(data, "__array__")
     )

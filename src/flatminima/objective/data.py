@@ -83,10 +83,10 @@ class TensorSource:
         return len(self.x)
 
     def single_chunk(self) -> bool:
-        return self.chunk_size is None or self.chunk_size >= self.n
+        return self.n > 0 and (self.chunk_size is None or self.chunk_size >= self.n)
 
     def chunks(self, size: int | None = None) -> Iterator[Chunk]:
-        size = size or self.chunk_size or self.n
+        size = size or self.chunk_size or max(self.n, 1)
         for start in range(0, self.n, size):
             yield self.x[start : start + size], self.y[start : start + size]
 
@@ -114,6 +114,12 @@ def _check_order(data: Iterable[Batch]) -> None:
             raise ConfigError(
                 f"the DataLoader shuffles ({type(sampler).__name__}): curvature products must see the same "
                 "examples in the same order on every pass; build it with shuffle=False for measurements"
+            )
+        if isinstance(sampler, tud.DistributedSampler) and sampler.total_size > len(sampler.dataset):
+            raise ConfigError(
+                "the DistributedSampler pads the data with repeated examples (total_size "
+                f"{sampler.total_size} > {len(sampler.dataset)} examples), which would count them twice: "
+                "give each rank a Subset of its own examples, or pass drop_last=True to the sampler"
             )
 
 
@@ -242,4 +248,3 @@ class LoaderSource:
 def _first_device(inputs: Any, targets: Any) -> torch.device:
     t = targets if isinstance(targets, Tensor) else _first_tensor(inputs)
     return t.device if t is not None else torch.device("cpu")
-

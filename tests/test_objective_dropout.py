@@ -11,7 +11,8 @@ from flatminima import Objective
 
 def _net() -> nn.Module:
     torch.manual_seed(4)
-    return nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3)).double()
+    net = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+    return net.double()
 
 
 def test_bn_train_keeps_dropout_off_and_measurements_deterministic():

@@ -28,7 +28,16 @@ from .lanczos import Quadrature, lanczos_quadrature
 from .operators import HessianOperator, LinearOperator
 from .trace import rademacher
 
-__all__ = ["SLQ_MEMORY", "SLQ_RUNS", "SLQ_STEPS", "Density", "plot_density", "quadratures", "slq", "spectral_density"]
+__all__ = [
+    "SLQ_MEMORY",
+    "SLQ_RUNS",
+    "SLQ_STEPS",
+    "Density",
+    "plot_density",
+    "quadratures",
+    "slq",
+    "spectral_density",
+]
 
 #: Default bytes for the Lanczos bases of the SLQ runs that advance together.
 SLQ_MEMORY = 2**30

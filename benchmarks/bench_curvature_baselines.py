@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -38,7 +37,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / ".cache" / "curvlinops"))
 sys.path.insert(0, str(HERE / ".cache" / "eigenthings"))
 
-from _fixtures import teacher_data, wu_fnn_minimum  # noqa: E402
+from _fixtures import interleaved, teacher_data, wu_fnn_minimum  # noqa: E402
 from flatminima import Objective  # noqa: E402
 from flatminima.curvature import (  # noqa: E402
     hessian_eigenvalues,
@@ -147,14 +146,8 @@ def main() -> None:
     low = hessian_eigenvalues(obj, k=1, which="SA", tol=1e-2, max_iter=40)[0]  # boundaries for Papyan
     table = tasks(model, x, y, (low, top))
     for what in args.only.split(","):
-        times: dict[str, list[float]] = {k: [] for k in table[what]}
-        values: dict[str, float] = {}
-        for _ in range(args.rounds):  # interleaved: ours, curvlinops, eigenthings, ours, ...
-            for who, fn in table[what].items():
-                start = time.perf_counter()
-                values[who] = fn()
-                times[who].append(time.perf_counter() - start)
-                print(f"  {what} {who}: {times[who][-1]:.2f} s, value {values[who]:.6g}", flush=True)
+        # interleaved: ours, curvlinops, eigenthings, ours, ...
+        times, values = interleaved(table[what], args.rounds, what, lambda v: f"value {v:.6g}")
         med = {k: statistics.median(v) for k, v in times.items()}
         parts = [f"{k} {med[k]:.2f} s (value {values[k]:.6g})" for k in med]
         ratios = ", ".join(f"{k}/ours {med[k] / med['ours']:.2f}x" for k in med if k != "ours")

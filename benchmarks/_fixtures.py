@@ -11,7 +11,9 @@ on 2 CPU cores), later calls load.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,3 +97,19 @@ def time_hvp(obj: Objective, repeats: int = 5) -> float:
     for _ in range(repeats):
         obj.hvp(v)
     return (time.perf_counter() - start) / repeats
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], rounds: int, label: str, show: Callable[[Any], str] = repr
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time every callable in interleaved rounds (a, b, c, a, b, c, ...), printing each timing as it comes;
+    returns the seconds per callable and each callable's last result."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    out: dict[str, Any] = {}
+    for _ in range(rounds):
+        for who, fn in fns.items():
+            start = time.perf_counter()
+            out[who] = fn()
+            times[who].append(time.perf_counter() - start)
+            print(f"  {label} {who}: {times[who][-1]:.2f} s, {show(out[who])}", flush=True)
+    return times, out

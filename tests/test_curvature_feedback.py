@@ -164,6 +164,7 @@ def test_density_repr_is_short(obj):
     d = spectral_density(obj, steps=8, runs=2)
     text = repr(d)
     assert len(text) < 250 and "runs=2" in text and "steps=8" in text
+    assert "array" not in text and "[[" not in text and str(d) == text  # no array is dumped, print() alike
 
 
 def test_ggn_memory_guard_groups_examples_and_falls_back_when_blocks_do_not_fit(obj):

@@ -366,7 +366,7 @@ def measure(
     ),
     k: int = typer.Option(5, "--k", help="number of top eigenvalues", rich_help_panel=_SPECTRUM),
     steps: int = typer.Option(80, "--steps", help="Lanczos steps per SLQ run", rich_help_panel=_SPECTRUM),
-    runs: int = typer.Option(10, "--runs", help="SLQ runs", rich_help_panel=_SPECTRUM),
+    runs: int = typer.Option(3, "--runs", help="SLQ runs", rich_help_panel=_SPECTRUM),
     threshold: float = typer.Option(
         1e-4, "--threshold", help="|lambda| below this counts as ~0", rich_help_panel=_SPECTRUM
     ),

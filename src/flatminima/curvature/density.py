@@ -28,10 +28,26 @@ from .lanczos import Quadrature, lanczos_quadrature
 from .operators import HessianOperator, LinearOperator
 from .trace import rademacher
 
-__all__ = ["SLQ_MEMORY", "Density", "plot_density", "quadratures", "slq", "spectral_density"]
+__all__ = [
+    "SLQ_MEMORY",
+    "SLQ_RUNS",
+    "SLQ_STEPS",
+    "Density",
+    "plot_density",
+    "quadratures",
+    "slq",
+    "spectral_density",
+]
 
 #: Default bytes for the Lanczos bases of the SLQ runs that advance together.
 SLQ_MEMORY = 2**30
+#: Default Lanczos steps per SLQ run and number of runs (240 products). Measured against the dense spectrum
+#: (benchmarks/bench_slq_defaults.py, RESULTS.md): the near-zero share needs steps (error 0.26 at 20 steps,
+#: 0.08 at 30, 0.014 at 80 with 3 runs), while 10 runs instead of 3 at 80 steps cost 3.3x the products for
+#: 0.014 -> 0.009 (share) and 0.011 -> 0.008 (L1 density error); the run-to-run spread shrinks as the
+#: network grows (Hutchinson-type variance ~ 1/p), so the extra runs buy even less on real networks.
+SLQ_STEPS = 80
+SLQ_RUNS = 3
 
 
 @dataclass
@@ -78,8 +94,8 @@ class Density:
 
 def quadratures(
     op: LinearOperator,
-    steps: int = 80,
-    runs: int = 10,
+    steps: int = SLQ_STEPS,
+    runs: int = SLQ_RUNS,
     seed: int = 0,
     progress: Progress = None,
     memory_budget: int | None = None,
@@ -121,8 +137,8 @@ def _padded(quads: list[Quadrature], steps: int, previous: bool = False) -> tupl
 
 def slq(
     op: LinearOperator,
-    steps: int = 80,
-    runs: int = 10,
+    steps: int = SLQ_STEPS,
+    runs: int = SLQ_RUNS,
     seed: int = 0,
     progress: Progress = None,
     memory_budget: int | None = None,
@@ -140,8 +156,8 @@ def _smooth(nodes: np.ndarray, weights: np.ndarray, grid: np.ndarray, sigma: flo
 
 def spectral_density(
     obj,
-    steps: int = 80,
-    runs: int = 10,
+    steps: int = SLQ_STEPS,
+    runs: int = SLQ_RUNS,
     grid: np.ndarray | None = None,
     sigma: float | None = None,
     seed: int = 0,
@@ -158,7 +174,10 @@ def spectral_density(
     to raise ``steps`` (``extra["edge_residual"]`` holds the worst). ``progress``: True (bar) or a callable
     ``(done, total)``; ``memory_budget``: bytes for the bases of the runs that share block products.
 
-    Defaults (not fixed by the papers): ``sigma`` = 1% of the node range (Ghorbani et al. use sigma^2 = 1e-5
+    Defaults (not fixed by the papers): ``steps=80, runs=3`` (240 products; chosen against the dense
+    spectrum, see ``SLQ_STEPS`` / ``SLQ_RUNS``: the near-zero bulk needs steps, more runs buy little;
+    hessian-eigenthings defaults to 80 steps x 10 runs, PyHessian to 100 steps x 1 run);
+    ``sigma`` = 1% of the node range (Ghorbani et al. use sigma^2 = 1e-5
     on a spectrum rescaled to [-1, 1], i.e. ~0.3%; 1% gives smoother curves at 80 steps); ``grid`` =
     ``num_points`` points spanning the nodes +- 5 sigma.
     """

@@ -18,7 +18,7 @@ from ._feedback import (
     check_tol,
     warn_not_converged,
 )
-from .density import Density, _padded, quadratures, spectral_density
+from .density import SLQ_RUNS, SLQ_STEPS, Density, _padded, quadratures, spectral_density
 from .lanczos import lanczos
 from .operators import HessianOperator
 
@@ -85,8 +85,8 @@ def _dense_eigenvalues(obj) -> np.ndarray:
 def spectrum_summary(
     obj,
     threshold: float = 1e-4,
-    steps: int = 80,
-    runs: int = 10,
+    steps: int = SLQ_STEPS,
+    runs: int = SLQ_RUNS,
     tol: float = 1e-4,
     max_iter: int = 100,
     seed: int = 0,

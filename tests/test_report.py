@@ -119,3 +119,18 @@ def test_save_figure_is_atomic_png(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(OSError):
         save_figure(new_figure()[0], path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+
+
+def test_cells_run_in_part_are_named_in_the_summary_and_the_report(tmp_path: Path) -> None:
+    cells = {
+        "lrs": {"run": [0.5, 1.0, 5.0], "grid": [0.01, 0.5, 1.0, 5.0]},
+        "seeds": {"run": [0], "grid": [0]},
+    }
+    result = ExperimentResult("gamma", "t", "Paper 2018", "c", config={"cells": cells}, scale="paper")
+    assert result.cells_note() == "lrs: ran 0.5, 1, 5 of 0.01, 0.5, 1, 5"  # full axes are not mentioned
+    result.save(tmp_path / "gamma")
+    write_report(tmp_path)
+    assert "lrs: ran 0.5, 1, 5 of 0.01, 0.5, 1, 5" in (tmp_path / "summary.md").read_text()
+    assert "lrs: ran 0.5, 1, 5 of 0.01, 0.5, 1, 5" in (tmp_path / "report.html").read_text()
+    full = ExperimentResult("delta", "t", "Paper 2018", "c", config={"cells": {"seeds": cells["seeds"]}})
+    assert full.cells_note() == "" and ExperimentResult("e", "t", "p", "c").cells_note() == ""

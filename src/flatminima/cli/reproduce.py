@@ -101,6 +101,8 @@ def run_and_print(
     print_comparison(result.rows, title=title, console=console)
     verdict = {True: "claim holds", False: "claim does NOT hold", None: "no verdict"}[result.passed]
     console.print(f"{result.paper} — {verdict} ({result.seconds:.1f} s)")
+    if result.cells_note():
+        console.print(f"cells run (part of the paper's grid): {result.cells_note()}")
     return result
 
 

@@ -64,6 +64,10 @@ class ComparisonRow:
     holds: bool | None = None
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @dataclass
 class ExperimentResult:
     """Everything the report needs about one executed experiment; saved as ``out_dir/result.json``.
@@ -95,6 +99,16 @@ class ExperimentResult:
     def data_note(self) -> str:
         """ "ours: fashion-mnist, paper: MNIST" for each substituted data set ("" when none was)."""
         return "; ".join(f"ours: {ours}, paper: {paper}" for paper, ours in self.data.items())
+
+    def cells_note(self) -> str:
+        """ "lrs: ran 0.5, 1, 5 of 0.01, 0.05, 0.1, 0.5, 1, 5" for each grid axis run in part
+        (``config["cells"]``, :meth:`RunContext.pick`; "" when every cell ran)."""
+        parts = []
+        for axis, cells in (self.config.get("cells") or {}).items():
+            ran, grid = list(cells.get("run", [])), list(cells.get("grid", []))
+            if ran != grid:
+                parts.append(f"{axis}: ran {', '.join(map(_fmt, ran))} of {', '.join(map(_fmt, grid))}")
+        return "; ".join(parts)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentResult:

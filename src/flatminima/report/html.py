@@ -70,6 +70,9 @@ def _section(found: Found) -> str:
         f"<section id='{escape(r.name)}'><h2>{escape(r.name)}: {escape(r.title)}</h2>",
         f"<p><em>{escape(r.paper)}</em></p><p><strong>Claim:</strong> {escape(r.claim)}</p>",
         f"<p><strong>Data:</strong> {escape(r.data_note())}</p>" if r.data else "",
+        f"<p><strong>Cells run</strong> (part of the paper's grid): {escape(r.cells_note())}</p>"
+        if r.cells_note()
+        else "",
         f"<p><strong>Verdict:</strong> <span class='holds-{r.passed}'>{HOLDS_MARK[r.passed]}</span>",
         f" &middot; scale {escape(r.scale or '?')} &middot; seed {r.seed}",
         f" &middot; wall time {r.seconds:.1f} s</p>",

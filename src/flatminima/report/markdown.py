@@ -26,6 +26,8 @@ def render_markdown(found: list[Found], root: Path) -> str:
         lines += [f"*{r.paper}*. Claim: {r.claim}", ""]
         if r.data:
             lines += [f"Data: **{r.data_note()}**", ""]
+        if r.cells_note():
+            lines += [f"Cells run (part of the paper's grid): {r.cells_note()}", ""]
         lines += [
             f"Verdict: **{_verdict(r.passed)}** (scale {r.scale or '?'}, seed {r.seed}, {r.seconds:.1f} s)",
             "",

@@ -86,10 +86,11 @@ _ABORTED: list[bool] = []  # set by _abort: the process exits 130 (see _exit_130
 def _exit_130_after_abort() -> None:
     """atexit, registered when the command line runs ``main``: once aborted, end the process with 130 now.
 
-    CPython remembers a ``KeyboardInterrupt`` that ever escaped code run through ``PyRun_String`` (pybind11's
-    ``py::exec``, inside torch) and, after finalizing, kills the process with SIGINT (return code -2) even
-    though :func:`main` handled the interrupt and raised ``SystemExit(130)``. Registered before the command
-    runs, it runs after the handlers the command registers (atexit is last in, first out); the handlers
+    CPython may still end a process whose interrupt :func:`main` handled (``SystemExit(130)``) by SIGINT,
+    return code -2, after finalizing: seen in CI after ``aborted`` was printed. One known route is its
+    "unhandled KeyboardInterrupt" flag, set when an interrupt escapes code run through ``PyRun_String``
+    (pybind11's ``py::exec``, used inside torch) even if Python code catches it later. Registered before the
+    command runs, it runs after the handlers the command registers (atexit is last in, first out); those
     registered at import (multiprocessing's) are skipped, the pool's workers being terminated already.
     """
     if _ABORTED:

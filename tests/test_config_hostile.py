@@ -1,14 +1,16 @@
 """Hostile or mistaken run configurations: YAML bombs, duplicated keys, huge values, overflowing seeds,
-non-finite hyperparameters and models too large for the machine: each one clear ConfigError line, fast."""
+non-finite hyperparameters and models too large for the machine: each one clear ConfigError line, refused
+without expanding the aliases or allocating the model."""
 
 from __future__ import annotations
 
-import time
+import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from torch import nn
 
 from flatminima.config import (
     MAX_CONFIG_BYTES,
@@ -42,10 +44,14 @@ LAUGHS = "\n".join(
 def _error(tmp_path: Path, text: str) -> str:
     path = tmp_path / "run.yaml"
     path.write_text(text)
-    start = time.perf_counter()
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    assert time.perf_counter() - start < 30  # bounded work: no expansion (a generous bound, not a benchmark)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak  # bounded work: nothing was expanded (9**10 leaves would need GBs)
     message = str(info.value)
     assert "\n" not in message and len(message) < 400, message
     return message
@@ -137,14 +143,16 @@ def test_a_long_rejected_value_is_quoted_short(tmp_path):
     assert "loss: must be one of" in message and "..." in message
 
 
-def test_model_too_large_for_the_machine_is_refused_with_its_estimate():
+def test_model_too_large_for_the_machine_is_refused_with_its_estimate(monkeypatch):
     """Counted on the meta device (no allocation): 64*10^6 + 10^12 + 10^7 weights and 2*10^6 + 10 biases."""
     cfg = parse(TrainConfig, yaml.safe_load(GOOD.replace("widths: [8]", "widths: [1000000, 1000000]")))
     dataset = SimpleNamespace(input_shape=(64,), num_classes=10)
-    start = time.perf_counter()
+    devices: list[str] = []  # where each Linear put its weight: only shapes on the meta device, no memory
+    monkeypatch.setattr(nn.Linear, "reset_parameters", lambda self: devices.append(self.weight.device.type))
     with pytest.raises(ConfigError) as info:
         model_from_config(cfg, dataset)
-    assert time.perf_counter() - start < 30
+    monkeypatch.undo()
+    assert devices and set(devices) == {"meta"}, devices
     message = str(info.value)
     count = 64 * 10**6 + 10**12 + 10**7 + 2 * 10**6 + 10
     assert f"model 'mlp' with {count:,} parameters (3.64 TiB of float32 weights" in message

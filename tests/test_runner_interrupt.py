@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -49,15 +48,14 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("delay", [0.0, 15.0])  # during the pool's start (fork server, torch), and after it
 def test_interrupted_pool_sweep_terminates_its_workers(tmp_path, delay):
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(SCRIPT), str(tmp_path / "exp"), str(delay)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    elapsed = time.monotonic() - start
     assert proc.returncode == 0 and "interrupted after" in proc.stdout, proc.stderr[-3000:]
     assert proc.stderr == ""  # no worker traceback
-    assert elapsed < 200  # the runs sleep 300 s: they were terminated, not waited for
+    # the runs sleep 300 s and write partial.txt after it: none did, so they were terminated, not waited for
+    assert not any((tmp_path / "exp").rglob("partial.txt"))
     with sqlite3.connect(tmp_path / "exp" / "results.sqlite") as conn:
         statuses = [s for (s,) in conn.execute("SELECT status FROM runs")]
     assert statuses == ["pending"] * 3  # nothing recorded as done or failed: the next invocation redoes them

@@ -125,3 +125,19 @@ def test_log_det_negative_curvature_policy(mlp_obj):
     assert est.extra["clipped_share"] == pytest.approx(float((ev < 0).double().mean()), abs=0.15)
     with pytest.raises(ConfigError):
         local_entropy_width(mlp_obj, -1.0)
+
+
+def test_orthonormal_basis_spans_the_block_and_falls_back_when_rank_deficient() -> None:
+    from flatminima.curvature.trace import orthonormal_basis
+
+    g = torch.Generator().manual_seed(0)
+    for scale in (torch.ones(6), torch.logspace(0, -4, 6, dtype=torch.float64)):
+        y = torch.randn(500, 6, generator=g, dtype=torch.float64) * scale
+        q = orthonormal_basis(y)
+        torch.testing.assert_close(q.T @ q, torch.eye(6, dtype=torch.float64), atol=1e-10, rtol=0)
+        torch.testing.assert_close(q @ (q.T @ y), y, atol=1e-10, rtol=0)  # same span
+    y = torch.randn(500, 3, generator=g, dtype=torch.float64)
+    deficient = torch.cat([y, y[:, :1] + y[:, 1:2]], dim=1)  # rank 3 in 4 columns: Cholesky fails
+    q = orthonormal_basis(deficient)
+    assert q.shape == (500, 4)
+    torch.testing.assert_close(q @ (q.T @ deficient), deficient, atol=1e-10, rtol=0)

@@ -346,3 +346,14 @@ def test_min_norm_verdict() -> None:
     assert verdict(min_norm_rows(1e-14, 1e-12, 0.2, [0.7, 0.75, 0.8, 0.83])) is False  # off row space
     sqrt_law = [math.sqrt(t) / math.sqrt(10) for t in (10, 30, 100, 300)]  # lambda ~ T^-1/2
     assert verdict(min_norm_rows(1e-14, 1e-12, 1e-15, sqrt_law)) is False
+
+
+def test_diagram_paper_scale_fails_when_a_cell_of_the_grid_gives_no_minimum() -> None:
+    from flatminima.experiments.wu2018_diagram import trained_rows
+
+    assert verdict(trained_rows(9, 0, 0, paper=True)) is True
+    for diverged, budget in ((6, 0), (0, 1)):  # the paper trained every (B, v) cell at eta = 0.5
+        rows = trained_rows(9, diverged, budget, paper=True)
+        assert verdict(rows) is False
+        assert rows[-1].ours == f"{9 - diverged - budget}/9"
+    assert all(r.holds is None for r in trained_rows(9, 6, 1, paper=False))  # our own settings: reported

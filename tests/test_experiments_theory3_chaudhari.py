@@ -206,3 +206,21 @@ def test_thesis_protocols_train(protocol: str, methods: list[str]) -> None:
         model = build_model({"name": "mlp", "widths": [8], **overrides, "seed": 0}, data)
         result = train(model, data, short, loss="cross_entropy", seed=0, eval_test=False, progress=False)
         assert result.status == "finished" and result.steps == len(short)
+
+
+def test_optimizer_table_runs_are_resumable_when_the_setting_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setting with resume_every (every paper-scale optimizer table) trains each run on disk with resume
+    points (run_dir/train, a flatminima run), so an interrupted table continues; smoke trains in memory."""
+    from flatminima.experiments import chaudhari_entropy_sgd as mod
+
+    smoke = {**mod.SETTINGS["smoke"], "seeds": [0], "resume_every": 5}
+    monkeypatch.setitem(mod.SETTINGS, "smoke", smoke)
+    E.get("chaudhari-entropy-sgd").run("smoke", tmp_path / "resumable", progress=False)
+    trained = sorted((tmp_path / "resumable").glob("runs-*/runs/*/train/.flatminima-run"))
+    assert len(trained) == 2  # Entropy-SGD and Adam, one seed
+    assert all((p.parent / "summary.json").is_file() for p in trained)
+    monkeypatch.setitem(mod.SETTINGS, "smoke", {**smoke, "resume_every": None})
+    E.get("chaudhari-entropy-sgd").run("smoke", tmp_path / "memory", progress=False)
+    assert not list((tmp_path / "memory").glob("runs-*/runs/*/train"))

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ._accurate import col_dots
 
 __all__ = [
     "CallableOperator",
@@ -107,6 +108,23 @@ class LinearOperator:
         else:
             out = torch.cat([self._matmat(t[:, i : i + step]) for i in range(0, b, step)], dim=1)
         return self._like(out, v)
+
+    def quadratic_forms(self, v: Tensor | np.ndarray) -> Tensor:
+        """v_j^T A v_j for the columns of a block ``[p, b]``, float64 ``[b]``; counts b products.
+
+        Default: from the block product (``col_dots(V, A V)``); operators that can form the quadratic forms
+        for less than the products override ``_forms`` (the Hessian of a plain MLP: second-order forward
+        mode, ``objective/sequential.py``).
+        """
+        t = self._as_tensor(v, 2)
+        b = t.shape[1]
+        self.matvecs += b
+        step = self.max_block or max(b, 1)
+        parts = [self._forms(t[:, i : i + step]) for i in range(0, b, step)]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=t.device)
+
+    def _forms(self, v: Tensor) -> Tensor:
+        return col_dots(v, self._matmat(v))
 
     def __matmul__(self, other: Any) -> Any:
         if isinstance(other, LinearOperator):
@@ -197,6 +215,9 @@ class ScaledOperator(LinearOperator):
     def _matmat(self, v: Tensor) -> Tensor:
         return self.scale * self.op.matmat(v)
 
+    def _forms(self, v: Tensor) -> Tensor:
+        return self.scale * self.op.quadratic_forms(v)
+
 
 class SumOperator(LinearOperator):
     """sum_j c_j A_j (identity terms cost nothing)."""
@@ -221,6 +242,9 @@ class SumOperator(LinearOperator):
         for c, op in self.terms:
             out += c * op.matmat(v)
         return out
+
+    def _forms(self, v: Tensor) -> Tensor:
+        return sum((c * op.quadratic_forms(v) for c, op in self.terms), torch.zeros(0, dtype=torch.float64))
 
 
 class ProductOperator(LinearOperator):
@@ -281,6 +305,9 @@ class HessianOperator(_ObjectiveOperator):
     ``obj.hvp_block``)."""
 
     _single, _block = "hvp", "hvp_block"
+
+    def _forms(self, v: Tensor) -> Tensor:
+        return self.obj.hessian_quadratic_forms(v)
 
 
 class GGNOperator(_ObjectiveOperator):

@@ -7,9 +7,12 @@ deflated operator (I - QQ^T) A (I - QQ^T) with the remaining m/3 vectors; the st
 Hutchinson part (the low-rank part is deterministic given Q). Hutch++ wins when the spectrum is dominated by a
 few large eigenvalues, as for trained networks.
 
-Every group of vectors goes through the operator as one block product (``op.matmat``: one graph for the
-block on network operators); the quadratic forms z^T A z are accumulated in float64. The Rademacher vectors
-are drawn one by one from the seeded generator, so a seed gives the same vectors whatever the block size.
+Every group of vectors goes through the operator as one block (``op.matmat`` for the sketch A S, one graph for
+the block on network operators); where only z^T A z is needed (Hutchinson, and Hutch++'s tr(Q^T A Q) and
+deflated samples) the operator's ``quadratic_forms`` is used, accumulated in float64: for the Hessian of a
+plain MLP it is second-order forward mode at about half a product's cost (``objective/sequential.py``).
+The Rademacher vectors are drawn one by one from the seeded generator, so a seed gives the same vectors
+whatever the block size.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from torch import Tensor
 
 from ..errors import unknown
 from ..estimate import Estimate
-from ._accurate import col_dots
 from ._feedback import Progress, check_finite, check_positive_int, check_subsamples, ticker
 from ._repeat import over_subsets
 from .operators import HessianOperator, LinearOperator
@@ -34,8 +36,30 @@ METHODS = ("hutch++", "hutchinson")
 
 def rademacher(size: int, count: int, dtype: torch.dtype, device, generator: torch.Generator) -> Tensor:
     """``count`` Rademacher vectors as columns [size, count] (drawn on CPU for reproducibility)."""
-    z = torch.randint(0, 2, (size, count), generator=generator, dtype=torch.int8).to(torch.float64) * 2 - 1
-    return z.to(device, dtype)
+    z = torch.randint(0, 2, (size, count), generator=generator, dtype=torch.int8)
+    return z.to(device, dtype).mul_(2).sub_(1)
+
+
+def orthonormal_basis(y: Tensor) -> Tensor:
+    """An orthonormal basis of the columns of a tall ``y`` [p, s].
+
+    CholeskyQR2 (Fukaya et al. 2014): Q = Y L^-T with L L^T = Y^T Y, twice (the second pass restores the
+    orthogonality the first loses to the condition number): Gram products and a GEMM instead of a Householder
+    QR of the tall block, which LAPACK runs far below GEMM speed (measured 0.24 s vs 0.6 s for [269k, 20] on
+    two cores, with orthogonality 8e-7 vs 4.5e-6 in float32). Falls back to ``torch.linalg.qr`` when Y is
+    numerically rank deficient (Cholesky fails) or the result is not orthonormal to 1e-5.
+    """
+    q = y
+    try:
+        for _ in range(2):
+            lower = torch.linalg.cholesky(q.T @ q)
+            q = q @ torch.linalg.inv(lower).T
+    except torch.linalg.LinAlgError:
+        return torch.linalg.qr(y)[0]
+    eye = torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
+    if not bool(torch.isfinite(q).all()) or float((q.T @ q - eye).abs().max()) > 1e-5:
+        return torch.linalg.qr(y)[0]
+    return q
 
 
 def _draw(op: LinearOperator, count: int, generator: torch.Generator) -> Tensor:
@@ -55,7 +79,7 @@ def _quadratic_forms(op: LinearOperator, count: int, g: torch.Generator, tick, p
         z = _draw(op, size, g)
         if project is not None:
             z = project(z)
-        samples.extend(col_dots(z, op.matmat(z)).tolist())
+        samples.extend(op.quadratic_forms(z).tolist())
         tick(size)
     return samples
 
@@ -94,9 +118,9 @@ def hutchpp(op: LinearOperator, matvecs: int = 100, seed: int = 0, progress: Pro
     s = matvecs // 3
     with ticker(progress, matvecs, "hutch++") as tick:
         sketch = rademacher(op.size, s, op.dtype, op.device, g)
-        q, _ = torch.linalg.qr(op.matmat(sketch))
+        q = orthonormal_basis(op.matmat(sketch))
         tick(s)
-        low_rank = float(col_dots(q, op.matmat(q)).sum())
+        low_rank = float(op.quadratic_forms(q).sum())
         tick(s)
         samples = _quadratic_forms(op, matvecs - 2 * s, g, tick, project=lambda z: z - q @ (q.T @ z))
     mean, std, se = _mean_stderr(samples)

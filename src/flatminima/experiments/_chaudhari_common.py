@@ -378,13 +378,16 @@ def compare_methods(
     ctx: RunContext, setting: dict[str, Any], methods: Sequence[str], subdir: str
 ) -> tuple[dict[str, MethodRuns], Dataset]:
     """Train every method of ``methods`` for every seed of ``setting`` (keys ``data``, ``model``, ``epochs``,
-    ``batch_size``, ``seeds``, ``replicas``, ``protocol``) in one sweep; per method its :class:`MethodRuns`
-    (seeds in order), and the data set (its test size and classes set the verdicts' resolution)."""
+    ``batch_size``, ``seeds``, ``replicas``, ``protocol``, optional ``resume_every``) in one sweep; per
+    method its :class:`MethodRuns` (seeds in order), and the data set (its test size and classes set the
+    verdicts' resolution)."""
     data = check_data(setting["data"])
     base = {k: setting[k] for k in ("data", "model", "epochs", "batch_size")}
     base.update(
         replicas=setting.get("replicas", 3), protocol=setting.get("protocol", "small"), log_every=1000
     )
+    if setting.get("resume_every"):  # paper scale: runs on disk with resume points and a progress bar
+        base["resume_every"] = setting["resume_every"]
     grid = {"seed": list(setting["seeds"]), "method": list(methods)}  # seed-major: one full seed first
     store = ctx.run_sweep(Sweep(base, grid, name=subdir), train_method, subdir=subdir)
     try:

@@ -141,3 +141,19 @@ def test_orthonormal_basis_spans_the_block_and_falls_back_when_rank_deficient() 
     q = orthonormal_basis(deficient)
     assert q.shape == (500, 4)
     torch.testing.assert_close(q @ (q.T @ deficient), deficient, atol=1e-10, rtol=0)
+
+
+def test_quadratic_forms_of_composed_operators_equal_their_products() -> None:
+    from flatminima.curvature.operators import CallableOperator, identity
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 7, generator=g, dtype=torch.float64)
+    a = a + a.T
+    op = CallableOperator(lambda v: a @ v, 7, torch.float64)
+    V = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    for composed in (op, 2.0 * op, op - 3.0 * identity(7), -op + op, op @ op):
+        expected = (V * (composed @ V)).sum(0)
+        torch.testing.assert_close(composed.quadratic_forms(V), expected, rtol=1e-12, atol=1e-12)
+    before = op.matvecs
+    (op - identity(7)).quadratic_forms(V)
+    assert op.matvecs == before + 4  # b products of the operator, the identity's are free

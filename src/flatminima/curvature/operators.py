@@ -244,7 +244,10 @@ class SumOperator(LinearOperator):
         return out
 
     def _forms(self, v: Tensor) -> Tensor:
-        return sum((c * op.quadratic_forms(v) for c, op in self.terms), torch.zeros(0, dtype=torch.float64))
+        out = torch.zeros(v.shape[1], dtype=torch.float64, device=v.device)
+        for c, op in self.terms:
+            out += c * op.quadratic_forms(v)
+        return out
 
 
 class ProductOperator(LinearOperator):
@@ -269,6 +272,10 @@ class _Identity(LinearOperator):
 
     def matmat(self, v: Any) -> Any:
         return self._like(self._as_tensor(v, 2).clone(), v)
+
+    def quadratic_forms(self, v: Any) -> Tensor:  # free: not counted
+        t = self._as_tensor(v, 2)
+        return col_dots(t, t)
 
 
 def identity(

@@ -93,8 +93,8 @@ class Objective:
 
     Attribute ``structured_products`` (default True): Hessian products of a plain MLP (an ``nn.Sequential`` of
     Linear layers and pointwise activations, tensor data, no hook) use the closed-form R-operator of
-    ``sequential.py`` instead of autograd's double backward (same values to rounding, fewer operations); set
-    it to False to force the generic path.
+    ``sequential.py`` instead of autograd's double backward (same values to rounding; timings in
+    benchmarks/RESULTS.md); set it to False to force the generic path.
     """
 
     structured_products: bool = True
@@ -588,7 +588,7 @@ class Objective:
             return V.clone()
         plan = self._structured_plan()
         if plan is not None:
-            return self.allreduce(self._structured_hvp(plan, V, theta))
+            return self.allreduce(sum(plan.hvp_block(p, V) for p in self._mlp_primals(plan, theta)))
         if theta is None and self._single_chunk():
             leaf, g = self._gradient_graph()
             return self.allreduce(_backward_block(g, leaf, V, retain=True))
@@ -613,12 +613,7 @@ class Objective:
         plan = self._structured_plan()
         if plan is None or V.shape[1] == 0:
             return col_dots(V, self.hvp_block(V))
-        if self._single_chunk():
-            return self.allreduce(plan.quadratic_forms(self._primal_at_base(plan), V))
-        out = torch.zeros(V.shape[1], dtype=torch.float64, device=V.device)
-        for x, y in self.chunks():
-            out += plan.quadratic_forms(plan.primal(self._fixed, self.theta, x, self, y), V)
-        return self.allreduce(out)
+        return self.allreduce(sum(plan.quadratic_forms(p, V) for p in self._mlp_primals(plan)))
 
     def _structured_plan(self) -> MLPPlan | None:
         """The closed-form MLP product plan when it applies (see ``structured_products``)."""
@@ -626,15 +621,15 @@ class Objective:
             return None
         return self._mlp_plan if isinstance(self._source.x, Tensor) else None
 
-    def _structured_hvp(self, plan: MLPPlan, V: Tensor, theta: Tensor | None) -> Tensor:
-        """H V by the R-operator (``sequential.py``); forward quantities kept at the base point (1 chunk)."""
+    def _mlp_primals(self, plan: MLPPlan, theta: Tensor | None = None) -> Iterator[Any]:
+        """The MLP's forward quantities, one per chunk, at ``theta`` (default the base point, where with one
+        chunk they are built once and kept); products are sums over them."""
         if theta is None and self._single_chunk():
-            return plan.hvp_block(self._primal_at_base(plan), V)
+            yield self._primal_at_base(plan)
+            return
         theta = self.theta if theta is None else self._check_vec(theta)
-        out = torch.zeros_like(V)
         for x, y in self.chunks():
-            out += plan.hvp_block(plan.primal(self._fixed, theta, x, self, y), V)
-        return out
+            yield plan.primal(self._fixed, theta, x, self, y)
 
     def _primal_at_base(self, plan: MLPPlan) -> Any:
         """The MLP's forward quantities at the base point on all data (one chunk), built once."""

@@ -17,8 +17,8 @@ where (V_l, c_l) is the part of v on (W_l, b_l). The forward quantities (a, z, s
 computed once per base point and kept; a block of b vectors then costs a handful of matrix products whose
 b columns are stacked into one GEMM each (e.g. a_{l-1} [n, d_in] times the b weight directions as one
 [d_in, b d_out] matrix). Terms that vanish are skipped: the input has R a_0 = 0, so the first layer costs two
-products per vector instead of six, which is where the saving over a generic double backward comes from on
-wide-input MLPs (784-500-500-500-10: about 1.8x fewer floating-point operations).
+matrix products per vector, the others six. Measured (benchmarks/RESULTS.md): faster than the double backward
+for single vectors and on a 784-256-256-10 MLP; in blocks on 784-500-500-500-10 a tie.
 
 Parameters left out of the objective's selection (``params=``) are held fixed (zero direction); products
 are returned only for the selected ones, in the objective's flat order. Anything else (convolutions,
@@ -320,8 +320,7 @@ def mlp_plan(model: nn.Module, param_names: list[str], param_sizes: list[int]) -
         known.update(k for k in (w, b) if k)
         shape = (lin.out_features, lin.in_features)
         layers.append(_Layer(w, b, offsets.get(w), offsets.get(b) if b else None, shape, act))
-    if set(param_names) - known or not any(lay.w_slice or lay.b_slice for lay in layers):
-        return None
-    if {k for k, _ in model.named_parameters()} != known:
+    outside = {k for k, _ in model.named_parameters()} != known  # a parameter outside the Linear layers
+    if outside or not any(lay.w_slice or lay.b_slice for lay in layers):
         return None
     return MLPPlan(flatten, layers, pos)

@@ -17,7 +17,7 @@ and lenet with BN (``reproduce --only model=mnistfc`` runs one), five seeds as t
 runs" (``--seeds 0,1`` runs two), resumable.
 
 Decision (mnistfc with BN): Sec. 3.3.2 names BN for lenet only, but its mnistfc is the public Entropy-SGD
-code's (input -> 2 x (fc1024, BN, ReLU, dropout) -> fc10) and Sec. 4.6.2's (with BN). Without BN the
+code's (BN after each hidden fc layer) and Sec. 4.6.2's (with BN). Without BN the
 thesis's outer step (lr 1 with Nesterov 0.9, about ten times x - <y> once the momentum builds up) grows the
 weight norm linearly (10x in 55 outer steps) and drove mnistfc on Fashion-MNIST to chance (train loss
 ln 10, accuracy 10 %) by the end of the second outer epoch (measured 2026-12-01); BN makes the net

@@ -102,12 +102,16 @@ class LinearOperator:
         self.matvecs += b
         if b == 0:
             return self._like(t.clone(), v)
+        return self._like(self._by_blocks(self._matmat, t, dim=1), v)
+
+    def _by_blocks(self, fn: Callable[[Tensor], Tensor], t: Tensor, dim: int) -> Tensor:
+        """``fn`` over the column blocks of ``t`` [p, b > 0] of at most ``max_block`` columns, joined along
+        ``dim`` of its results."""
+        b = t.shape[1]
         step = self.max_block or b
         if b <= step:
-            out = self._matmat(t)
-        else:
-            out = torch.cat([self._matmat(t[:, i : i + step]) for i in range(0, b, step)], dim=1)
-        return self._like(out, v)
+            return fn(t)
+        return torch.cat([fn(t[:, i : i + step]) for i in range(0, b, step)], dim=dim)
 
     def quadratic_forms(self, v: Tensor | np.ndarray) -> Tensor:
         """v_j^T A v_j for the columns of a block ``[p, b]``, float64 ``[b]``; counts b products.
@@ -119,9 +123,9 @@ class LinearOperator:
         t = self._as_tensor(v, 2)
         b = t.shape[1]
         self.matvecs += b
-        step = self.max_block or max(b, 1)
-        parts = [self._forms(t[:, i : i + step]) for i in range(0, b, step)]
-        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64, device=t.device)
+        if b == 0:
+            return torch.zeros(0, dtype=torch.float64, device=t.device)
+        return self._by_blocks(self._forms, t, dim=0)
 
     def _forms(self, v: Tensor) -> Tensor:
         return col_dots(v, self._matmat(v))

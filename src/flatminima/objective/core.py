@@ -277,16 +277,10 @@ class Objective:
         plan = self._structured_plan()
         if plan is not None and self._single_chunk():  # from the forward quantities the products reuse
             primal = self._primal_at_base(plan)
-            value_t, g = primal.value, plan.gradient(primal)
+            value_t, g = self.allreduce(primal.value), self.allreduce(plan.gradient(primal))
         else:
-            value_t = torch.zeros((), dtype=self.dtype, device=self.device)
-            g = torch.zeros_like(self.theta)
-            for x, y in self.chunks():  # value and gradient from one pass per chunk
-                gc, vc = grad_and_value(self._chunk_sum)(self.theta, x, y)
-                g += gc
-                value_t += vc.detach()
-        value = float(self.allreduce(value_t))
-        g = self.allreduce(g)
+            value_t, g = self._value_and_grad(self.theta)
+        value = float(value_t)
         if not math.isfinite(value):
             raise ConfigError(
                 f"the loss is {value} at these weights (a diverged run?): there is no curvature to measure"
@@ -559,11 +553,17 @@ class Objective:
     @_explained
     def grad(self, theta: Tensor | None = None) -> Tensor:
         """Full gradient (1/n) sum_i grad l_i(theta), shape ``[p]``."""
-        theta = self.theta if theta is None else self._check_vec(theta)
+        return self._value_and_grad(self.theta if theta is None else self._check_vec(theta))[1]
+
+    def _value_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """(I(theta), grad I(theta)) from one pass per chunk, summed over the processes."""
+        value = torch.zeros((), dtype=self.dtype, device=self.device)
         g = torch.zeros_like(theta)
         for x, y in self.chunks():
-            g += grad(self._chunk_sum)(theta, x, y)
-        return self.allreduce(g)
+            gc, vc = grad_and_value(self._chunk_sum)(theta, x, y)
+            g += gc
+            value += vc.detach()
+        return self.allreduce(value), self.allreduce(g)
 
     def hvp(self, v: Tensor, theta: Tensor | None = None) -> Tensor:
         """Hessian-vector product H v, H = (1/n) sum_i hess l_i(theta).

@@ -51,6 +51,11 @@ class _Layer:
     shape: tuple[int, int]  # (d_out, d_in)
     act: nn.Module | None  # None after the last layer (and between two Linear layers)
 
+    @property
+    def active(self) -> bool:
+        """Whether any of this layer's parameters is selected."""
+        return self.w_slice is not None or self.b_slice is not None
+
 
 @dataclass
 class _Primal:
@@ -120,7 +125,7 @@ class MLPPlan:
 
     def __init__(self, flatten: bool, layers: list[_Layer], size: int) -> None:
         self.flatten, self.layers, self.size = flatten, layers, size
-        self.first_active = min(i for i, lay in enumerate(layers) if lay.w_slice or lay.b_slice)
+        self.first_active = min(i for i, lay in enumerate(layers) if lay.active)
 
     def primal(
         self, fixed: dict[str, Tensor], theta: Tensor, x: Tensor, obj: Any, targets: Tensor
@@ -185,16 +190,7 @@ class MLPPlan:
         rz: list[Tensor | None] = []  # R z_l, [n, b, d_out]
         ra: Tensor | None = None  # R a_{l-1}
         for i, lay in enumerate(self.layers):
-            d_out, d_in = lay.shape
-            terms = None
-            if dirs_w[i] is not None:  # a_{l-1} V_l^T for all b at once: [n, d_in] @ [d_in, b d_out]
-                terms = (p.inputs[i] @ dirs_w[i].view(b * d_out, d_in).T).view(n, b, d_out)
-            if ra is not None:
-                t = (ra.reshape(n * b, d_in) @ p.weights[i].T).view(n, b, d_out)
-                terms = t if terms is None else terms + t
-            if lay.b_slice is not None:
-                t = V[lay.b_slice].T  # [b, d_out], broadcast over the examples
-                terms = t.expand(n, b, d_out) if terms is None else terms + t
+            terms = _r_z(p, i, lay, V, dirs_w[i], ra)
             rz.append(terms)
             ra = None if terms is None else _times(terms, p.slopes[i])
         rf = rz[-1]
@@ -239,28 +235,18 @@ class MLPPlan:
         where g_L = dI/df. A form costs about half of one product H v (the first layer, with R a_0 = 0 and
         S a_0 = 0, needs one matrix product); Hutchinson and two thirds of Hutch++ need only these.
         """
-        b = V.shape[1]
-        n = p.inputs[0].shape[0]
         rz: Tensor | None = None
         ra: Tensor | None = None  # R a_{l-1}, [n, b, d_in]
         sa: Tensor | None = None  # S a_{l-1}
         for i, lay in enumerate(self.layers):
-            d_out, d_in = lay.shape
             vw = None if lay.w_slice is None else _block_view(V, lay.w_slice, lay.shape)
-            rz, sz = None, None
-            if vw is not None:
-                rz = (p.inputs[i] @ vw.view(b * d_out, d_in).T).view(n, b, d_out)
-                if ra is not None:  # 2 R a_{l-1} V_l^T, one product per column
-                    sz = 2 * torch.bmm(ra.transpose(0, 1), vw.transpose(1, 2)).transpose(0, 1)
-            if ra is not None:
-                t = (ra.reshape(n * b, d_in) @ p.weights[i].T).view(n, b, d_out)
-                rz = t if rz is None else rz + t
+            sz = None
+            if vw is not None and ra is not None:  # 2 R a_{l-1} V_l^T, one product per column
+                sz = 2 * torch.bmm(ra.transpose(0, 1), vw.transpose(1, 2)).transpose(0, 1)
             if sa is not None:
-                t = (sa.reshape(n * b, d_in) @ p.weights[i].T).view(n, b, d_out)
+                t = _through(sa, p.weights[i])
                 sz = t if sz is None else sz + t
-            if lay.b_slice is not None:
-                t = V[lay.b_slice].T
-                rz = t.expand(n, b, d_out) if rz is None else rz + t
+            rz = _r_z(p, i, lay, V, vw, ra)
             if i == len(self.layers) - 1:
                 break
             ra = None if rz is None else _times(rz, p.slopes[i])
@@ -278,6 +264,28 @@ class MLPPlan:
         if sz is not None:
             forms = forms + torch.einsum("nk,nbk->b", p.grads[-1].to(torch.float64), sz.to(torch.float64))
         return forms
+
+
+def _r_z(p: _Primal, i: int, lay: _Layer, V: Tensor, vw: Tensor | None, ra: Tensor | None) -> Tensor | None:
+    """R z_l = a_{l-1} V_l^T + R a_{l-1} W_l^T + (V's bias block), [n, b, d_out] (None: zero), for layer ``i``
+    with its weight directions ``vw`` [b, d_out, d_in] and ``ra`` = R a_{l-1} [n, b, d_in]."""
+    n, b, d_out = p.inputs[i].shape[0], V.shape[1], lay.shape[0]
+    rz = None
+    if vw is not None:  # a_{l-1} V_l^T for all b at once: [n, d_in] @ [d_in, b d_out]
+        rz = (p.inputs[i] @ vw.view(b * d_out, lay.shape[1]).T).view(n, b, d_out)
+    if ra is not None:
+        t = _through(ra, p.weights[i])
+        rz = t if rz is None else rz + t
+    if lay.b_slice is not None:
+        t = V[lay.b_slice].T  # [b, d_out], broadcast over the examples
+        rz = t.expand(n, b, d_out) if rz is None else rz + t
+    return rz
+
+
+def _through(t: Tensor, w: Tensor) -> Tensor:
+    """t [n, b, d_in] times W^T: [n, b, d_out], one matrix product over all examples and columns."""
+    n, b, d_in = t.shape
+    return (t.reshape(n * b, d_in) @ w.T).view(n, b, w.shape[0])
 
 
 def _scale(t: Tensor, factor: Tensor | None) -> Tensor:
@@ -321,6 +329,6 @@ def mlp_plan(model: nn.Module, param_names: list[str], param_sizes: list[int]) -
         shape = (lin.out_features, lin.in_features)
         layers.append(_Layer(w, b, offsets.get(w), offsets.get(b) if b else None, shape, act))
     outside = {k for k, _ in model.named_parameters()} != known  # a parameter outside the Linear layers
-    if outside or not any(lay.w_slice or lay.b_slice for lay in layers):
+    if outside or not any(lay.active for lay in layers):
         return None
     return MLPPlan(flatten, layers, pos)

@@ -146,6 +146,11 @@ def test_block_products_match_single_products_and_keep_the_same_vectors(obj):
     op = HessianOperator(obj)
     v = torch.randn(obj.num_params, 7, dtype=torch.float64)
     assert torch.allclose(op.matmat(v), h @ v, atol=1e-10) and op.matvecs == 7
+    # Split into column blocks of at most 3 (3 + 3 + 1): products and forms v_j^T H v_j still match H.
+    op.max_block = 3
+    assert torch.allclose(op.matmat(v), h @ v, atol=1e-10)
+    assert torch.allclose(op.quadratic_forms(v), (v * (h @ v)).sum(0), atol=1e-10) and op.matvecs == 21
+    assert op.quadratic_forms(v[:, :0]).shape == (0,) and op.matvecs == 21
     # The estimators draw the same Rademacher vectors whatever the block size: identical values.
     plain = CallableOperator(lambda u: h @ u, len(h), h.dtype)
     blocked = CallableOperator(lambda u: h @ u, len(h), h.dtype, block_fn=lambda u: h @ u)
